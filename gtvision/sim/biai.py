@@ -24,7 +24,7 @@ import torch
 
 from .cars import CarSpec
 from .core import (AIR_DENSITY, FRONT_ROLL_SHARE, GRAVITY, LOAD_SENSITIVITY, LONGITUDINAL_GRIP_USE,
-                   REAR_BRAKE_GRIP_USE, ROLLING_RESISTANCE, STEER_DELTA_DEG,
+                   REAR_BRAKE_GRIP_USE, REVERSE_ENGAGE_S, ROLLING_RESISTANCE, STEER_DELTA_DEG,
                    TRACK_WIDTH_FRAC, SimParams, SimState, _engine_force)
 from .track import Track
 
@@ -226,15 +226,25 @@ class BIAIConfig:
     """Understeer gradient of the feed-forward (rad of steering per m/s^2 of lateral acceleration)."""
     slip_gain: float = 0.6
     """Fraction of the body slip angle added to the steering (counter-steer in a slide)."""
-    yaw_gain_s: float = 0.04
+    yaw_gain_s: float = 0.08
     """Steering (rad) per rad/s of yaw-rate error: damps the yaw oscillation."""
     """Steering per unit of yaw-rate error (times wheelbase / speed): stabilises slides."""
+    stuck_s: float = 2.0
+    """Stopped this long (s), it backs out (reverse engages after core.REVERSE_ENGAGE_S more)."""
+    reverse_s: float = 2.0
+    """How long it reverses (s) before driving on."""
     grip_use: float = 0.9
     """Largest fraction of the friction circle it uses when braking in a corner."""
     oversteer_rad_s: float = 0.12
     """Yaw-rate excess (rad/s) at which its stability control releases the pedals."""
-    follow_gap_m: float = 9.0
-    """Gap (m, between bumpers) kept to a slower car it cannot pass."""
+    closing_mps: float = 1.0
+    """It considers passing only when faster than the car ahead by this much (m/s)."""
+    follow_gain: float = 0.5
+    """Speed allowance per metre of gap beyond ``follow_gap_m`` when following (1/s)."""
+    follow_gap_m: float = 2.0
+    """Standstill gap (m, between bumpers) kept to the car ahead it cannot pass."""
+    headway_s: float = 0.4
+    """Time gap kept to the car ahead, on top of ``follow_gap_m``."""
     pass_distance_m: float = 35.0
     """It moves out to pass a slower car closer than this (m)."""
     side_margin_m: float = 0.9
@@ -258,36 +268,44 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     if C > 1:
         ds = s.unsqueeze(1) - s.unsqueeze(2)  # [r, i, j] = s_j - s_i
         ds = ds - L * torch.round(ds / L)
-        dlat = lat.unsqueeze(1) - lat.unsqueeze(2)
+        dlat = lat.unsqueeze(1) - lat.unsqueeze(2)  # [r, i, j] = lat_j - lat_i
         others = ~torch.eye(C, dtype=torch.bool, device=s.device)
         lane = car.width_m + cfg.side_margin_m
         gap = ds - car.length_m
-        in_path = (ds > 0) & (gap < cfg.pass_distance_m) & \
-            ((lat.unsqueeze(1) - line_here.unsqueeze(2)).abs() < lane) & others
+        # j is in i's path if it is ahead, near, and in i's lane
+        in_path = (ds > 0) & (gap < cfg.pass_distance_m) & (dlat.abs() < 0.9 * lane) & others
         gap_m = torch.where(in_path, gap, torch.full_like(gap, math.inf))
         lead_gap, lead = gap_m.min(-1)
         blocked = torch.isfinite(lead_gap)
         lead_lat = lat.gather(1, lead)
         lead_speed = speed.gather(1, lead)
-        closing = blocked & (speed > lead_speed - 0.5)
+        closing = blocked & (speed > lead_speed + cfg.closing_mps)
         # room beside the car ahead, on each side, within the track limits
         st_lead = state.station.gather(1, lead)
         room_l = track.width_left_m[st_lead] - margin - (lead_lat + lane)
         room_r = (lead_lat - lane) + track.width_right_m[st_lead] - margin
         go_left = room_l >= room_r
-        best_room = torch.maximum(room_l, room_r)
-        can_pass = closing & (best_room > 0)
         pass_lat = torch.where(go_left, lead_lat + lane, lead_lat - lane)
+        # the passing lane must be free of other cars from here to just past the car ahead
+        lead_ds = lead_gap + car.length_m
+        near_long = (ds > -car.length_m) & (ds < lead_ds.unsqueeze(-1) + car.length_m) & others
+        side_busy = (near_long & ((lat.unsqueeze(1) - pass_lat.unsqueeze(-1)).abs() < 0.8 * lane)).any(-1)
+        can_pass = closing & (torch.maximum(room_l, room_r) > 0) & ~side_busy
         target_lat = torch.where(can_pass, pass_lat, target_lat)
-        # cannot pass: follow at a gap
-        follow = blocked & ~can_pass
-        v_follow = lead_speed + 0.5 * (lead_gap - cfg.follow_gap_m)
-        v_cap = torch.where(follow, v_follow.clamp(min=0.0), v_cap)
-        # leave room to a car alongside: keep a lateral clearance
-        alongside = (ds.abs() < car.length_m + 1.0) & (dlat.abs() < lane) & others
-        push = torch.where(alongside, -torch.sign(dlat) * (lane - dlat.abs()), torch.zeros_like(dlat))
-        push = push.sum(-1)
-        target_lat = torch.where(push != 0, lat + push, target_lat)
+        # follow the car ahead at a time headway: v = v_lead + k (gap - (d0 + h v))
+        desired_gap = cfg.follow_gap_m + cfg.headway_s * speed
+        v_follow = lead_speed + cfg.follow_gain * (lead_gap - desired_gap)
+        v_cap = torch.where(blocked & ~can_pass, v_follow.clamp(min=0.0), v_cap)
+        # leave room to a car alongside: the target never comes closer than a lane to it
+        alongside = (ds.abs() < car.length_m + 1.0) & (dlat.abs() < 1.5 * lane) & others
+        left_of_me = alongside & (dlat > 0)
+        right_of_me = alongside & (dlat <= 0)
+        inf = torch.full_like(dlat, math.inf)
+        ceiling = torch.where(left_of_me, lat.unsqueeze(1) - lane, inf).amin(-1)
+        floor = torch.where(right_of_me, lat.unsqueeze(1) + lane, -inf).amax(-1)
+        target_lat = torch.minimum(torch.maximum(target_lat, floor), ceiling)
+        # squeezed between two cars: stay where it is
+        target_lat = torch.where(floor > ceiling, lat, target_lat)
     wl = track.width_left_m[state.station] - margin
     wr = track.width_right_m[state.station] - margin
     target_lat = torch.maximum(torch.minimum(target_lat, wl), -wr)
@@ -334,4 +352,15 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     # stability control: a car rotating much faster than its path asks (oversteer) gets off the pedals
     oversteer = (state.yaw_rate - kappa * speed) * torch.sign(kappa) > cfg.oversteer_rad_s
     a_pedal = torch.where(oversteer, a_pedal.clamp(-0.2, 0.2), a_pedal)
+    # ---- stuck (stopped against a barrier or another car): hold the brake to engage reverse
+    # (core.REVERSE_ENGAGE_S), back out steering the nose towards the course, then drive on
+    psi = state.yaw - track.heading_rad[state.station]
+    psi = torch.atan2(torch.sin(psi), torch.cos(psi))
+    stuck = state.stopped_time_s > cfg.stuck_s
+    backing = (state.reverse_time_s > 0) & (state.reverse_time_s < REVERSE_ENGAGE_S + cfg.reverse_s)
+    recover = stuck | backing
+    reverse_steer = torch.sign(psi) * max_steer
+    a_rev = ((reverse_steer - state.steer_cmd_rad) / math.radians(STEER_DELTA_DEG)).clamp(-1.0, 1.0)
+    a_steer = torch.where(recover, a_rev, a_steer)
+    a_pedal = torch.where(recover, torch.full_like(a_pedal, -1.0), a_pedal)
     return torch.stack([a_steer, a_pedal], dim=-1)

@@ -54,6 +54,8 @@ TRACK_WIDTH_FRAC = 0.84
 """Axle track as a fraction of the body width."""
 WALL_RESTITUTION, WALL_FRICTION = 0.15, 0.35
 CAR_RESTITUTION, CAR_FRICTION = 0.25, 0.3
+CONTACT_MARGIN_M = 0.05
+"""Cars closer than this count as in contact (for the contact-time accumulators and onsets)."""
 SLIPSTREAM_RANGE_M = 60.0
 """A car this far behind another, and roughly in line, feels less drag."""
 SLIPSTREAM_MAX = 0.4
@@ -61,7 +63,7 @@ SLIPSTREAM_MAX = 0.4
 KINEMATIC_BLEND_MPS = (1.5, 4.5)
 """Below the first speed the car follows the kinematic bicycle model, above the second the dynamic
 one; in between a blend. Tyre slip angles are ill-conditioned at a standstill."""
-WALL_SEARCH_WINDOW = 6
+WALL_SEARCH_WINDOW = 3
 LONGITUDINAL_GRIP_USE = 0.9
 """ABS and traction control: the fraction of an axle's grip that braking or drive may use, which
 keeps some lateral grip (a locked or spinning axle has none, and the car spins)."""
@@ -362,9 +364,20 @@ def step(state: SimState, controls: torch.Tensor, params: SimParams) -> SimState
 # ---------------------------------------------------------------------------- physics
 
 
+_CONSTANTS: dict = {}
+
+
+def _const(name: str, values, device) -> torch.Tensor:
+    """A small constant tensor (gear ratios, wheel offsets, surface tables), made once per device."""
+    key = (name, values, str(device))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.tensor(values, dtype=torch.float32, device=device)
+    return _CONSTANTS[key]
+
+
 def _engine_force(car: CarSpec, speed: torch.Tensor, gear: torch.Tensor) -> torch.Tensor:
     """Full-throttle tractive force at the contact patches (N), before BoP and traction limits."""
-    ratios = torch.tensor(car.gear_ratios, device=speed.device) * car.final_drive
+    ratios = _const("gears", car.gear_ratios, speed.device) * car.final_drive
     ratio = ratios[gear]
     omega_peak = car.peak_power_rpm * 2 * math.pi / 60
     omega = speed.clamp(min=0.0) / car.wheel_radius_m * ratio
@@ -390,7 +403,7 @@ def _auto_gear(car: CarSpec, speed: torch.Tensor, gear: torch.Tensor) -> torch.T
     n = len(car.gear_ratios)
     if n == 1:
         return gear
-    ratios = torch.tensor(car.gear_ratios, device=speed.device) * car.final_drive
+    ratios = _const("gears", car.gear_ratios, speed.device) * car.final_drive
     rpm = speed.clamp(min=0.0).unsqueeze(-1) / car.wheel_radius_m * ratios * 60 / (2 * math.pi)
     # highest gear index whose rpm is still above the redline, plus one
     over = (rpm > car.redline_rpm).sum(-1)
@@ -417,7 +430,7 @@ def _surface_state(state: SimState, params: SimParams):
     cos_p, sin_p = torch.cos(psi), torch.sin(psi)
     wl = track.width_left_m[st]
     wr = track.width_right_m[st]
-    offs = torch.tensor(_wheel_offsets(car), device=state.x.device)  # (4, 2)
+    offs = _const("wheels", _wheel_offsets(car), state.x.device)  # (4, 2)
     # lateral offset of each tyre from the centerline, in the station's frame
     lat_w = state.lat_m.unsqueeze(-1) + offs[:, 0] * sin_p.unsqueeze(-1) + offs[:, 1] * cos_p.unsqueeze(-1)
     out_left = lat_w > wl.unsqueeze(-1)
@@ -429,8 +442,8 @@ def _surface_state(state: SimState, params: SimParams):
     surface = torch.where(curb, int(Surface.CURB), int(Surface.ASPHALT))
     surface = torch.where(out_left, track.runoff_surface_l[st].unsqueeze(-1), surface)
     surface = torch.where(out_right, track.runoff_surface_r[st].unsqueeze(-1), surface)
-    grip_table = torch.tensor(SURFACE_GRIP, device=state.x.device)
-    drag_table = torch.tensor(SURFACE_DRAG_G, device=state.x.device)
+    grip_table = _const("grip", SURFACE_GRIP, state.x.device)
+    drag_table = _const("drag", SURFACE_DRAG_G, state.x.device)
     grip = grip_table[surface]
     return (grip[..., :2].mean(-1), grip[..., 2:].mean(-1), drag_table[surface].mean(-1), off_course)
 
@@ -593,7 +606,7 @@ def _walls(x, y, yaw, vwx, vwy, r, m, iz, station, lat, params: SimParams):
     nx, ny = track.nx[station], track.ny[station]
     psi = yaw - track.heading_rad[station]
     cos_p, sin_p = torch.cos(psi), torch.sin(psi)
-    corners = torch.tensor(_box_corners(car), device=x.device)  # (4, 2) body (fwd, left)
+    corners = _const("corners", _box_corners(car), x.device)  # (4, 2) body (fwd, left)
     # lateral offset of each corner in the station frame
     c_lat = corners[:, 0] * sin_p.unsqueeze(-1) + corners[:, 1] * cos_p.unsqueeze(-1)
     reach_l, idx_l = c_lat.max(-1)
@@ -677,26 +690,39 @@ def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, params: SimPara
 
     dist = (axes * d.unsqueeze(1)).sum(-1)
     overlap = radius(fa, la) + radius(fb, lb) - dist.abs()
-    hit = (overlap > 0).all(-1)
-    if not bool(hit.any()):
+    # pairs closer than CONTACT_MARGIN_M count as touching (a car pushing another separates and
+    # touches again every tick: that is one contact, not sixty a second)
+    touching = (overlap > -CONTACT_MARGIN_M).all(-1)
+    if bool(touching.any()):
+        in_contact = in_contact.clone()
+        in_contact[rr[touching], i[touching], j[touching]] = True
+        in_contact[rr[touching], j[touching], i[touching]] = True
+        flat_t = torch.cat([rr[touching] * C + i[touching], rr[touching] * C + j[touching]])
+        contact = contact.reshape(-1).index_fill(0, flat_t, True).reshape(R, C)
+    # the narrow phase runs on every touching pair, not only the overlapping ones: a slow approach
+    # touches (within the margin) a tick before it overlaps, and that first tick is the onset
+    if not bool(touching.any()):
         return x, y, vwx, vwy, r, contact, in_contact, dv_sq
-    rr, i, j = rr[hit], i[hit], j[hit]
-    overlap, dist, axes = overlap[hit], dist[hit], axes[hit]
-    fa, la, fb, lb = fa[hit], la[hit], fb[hit], lb[hit]
+    rr, i, j = rr[touching], i[touching], j[touching]
+    overlap, dist, axes = overlap[touching], dist[touching], axes[touching]
+    fa, la, fb, lb = fa[touching], la[touching], fb[touching], lb[touching]
+    xa, ya, xb, yb = xa[touching], ya[touching], xb[touching], yb[touching]
     depth, k = overlap.min(-1)
+    hit = depth > 0  # overlapping: pushed apart with an impulse; merely touching: no force
+    depth = depth.clamp(min=0.0)
     sgn = torch.sign(dist.gather(-1, k.unsqueeze(-1)).squeeze(-1))
     sgn = torch.where(sgn == 0, torch.ones_like(sgn), sgn)
     n = axes[torch.arange(axes.shape[0], device=dev), k] * sgn.unsqueeze(-1)  # from A to B
     # contact point: midpoint of A's support point along n and B's along -n
-    pa = torch.stack([xa[hit], ya[hit]], -1) + hl * torch.sign((fa * n).sum(-1, keepdim=True)) * fa \
+    pa = torch.stack([xa, ya], -1) + hl * torch.sign((fa * n).sum(-1, keepdim=True)) * fa \
         + hw * torch.sign((la * n).sum(-1, keepdim=True)) * la
-    pb = torch.stack([xb[hit], yb[hit]], -1) - hl * torch.sign((fb * n).sum(-1, keepdim=True)) * fb \
+    pb = torch.stack([xb, yb], -1) - hl * torch.sign((fb * n).sum(-1, keepdim=True)) * fb \
         - hw * torch.sign((lb * n).sum(-1, keepdim=True)) * lb
     pc = 0.5 * (pa + pb)
     ma, mb = m[rr, i], m[rr, j]
     ia, ib = iz[rr, i], iz[rr, j]
-    ra = pc - torch.stack([xa[hit], ya[hit]], -1)
-    rb = pc - torch.stack([xb[hit], yb[hit]], -1)
+    ra = pc - torch.stack([xa, ya], -1)
+    rb = pc - torch.stack([xb, yb], -1)
     wa, wb_ = r[rr, i], r[rr, j]
     va = torch.stack([vwx[rr, i] - wa * ra[:, 1], vwy[rr, i] + wa * ra[:, 0]], -1)
     vb = torch.stack([vwx[rr, j] - wb_ * rb[:, 1], vwy[rr, j] + wb_ * rb[:, 0]], -1)
@@ -708,7 +734,7 @@ def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, params: SimPara
 
     ran, rbn = cross(ra, n), cross(rb, n)
     jn = -(1 + CAR_RESTITUTION) * vn / (1 / ma + 1 / mb + ran * ran / ia + rbn * rbn / ib)
-    jn = torch.where(vn < 0, jn, torch.zeros_like(jn))
+    jn = torch.where((vn < 0) & hit, jn, torch.zeros_like(jn))
     t = torch.stack([-n[:, 1], n[:, 0]], -1)
     vt = (vrel * t).sum(-1)
     rat, rbt = cross(ra, t), cross(rb, t)
@@ -734,11 +760,6 @@ def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, params: SimPara
     vwy = add(vwy, flat_b, imp[:, 1] / mb)
     r = add(r, flat_a, -cross(ra, imp) / ia)
     r = add(r, flat_b, cross(rb, imp) / ib)
-    contact = add(contact.float(), flat_a, torch.ones_like(ma)) > 0
-    contact = add(contact.float(), flat_b, torch.ones_like(ma)) > 0
-    in_contact = in_contact.clone()
-    in_contact[rr, i, j] = True
-    in_contact[rr, j, i] = True
     # Paper III-C r^v: the speed difference between the two cars at the time of collision.
     # We read it as the norm of the relative velocity at the contact onset.
     onset = ~was_in_contact[rr, i, j]

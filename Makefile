@@ -1,0 +1,39 @@
+# gtvision: everything runs from a local virtual environment made on first use.
+#   make race    the main job: a 4-lap, 20-car race of the built-in AI on Tokyo -> runs/race_tokyo.mp4
+#   make test    unit tests, then the notebooks under nbval
+#   make bench   simulator throughput next to gymnasium's CarRacing-v3
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SCENARIO ?= tokyo
+LAPS ?= 4
+# torch 2.13.0 first: on these machines it is the stored CPU build; the package itself asks only torch>=2.3
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup race test test-unit test-notebooks bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[test,bench]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+race: $(BIN)/.installed
+	$(BIN)/gtvision race --scenario $(SCENARIO) --laps $(LAPS) --video runs/race_$(SCENARIO).mp4 --out runs
+
+test: test-unit test-notebooks
+
+test-unit: $(BIN)/.installed
+	$(BIN)/python -m pytest -q tests
+
+test-notebooks: $(BIN)/.installed
+	$(BIN)/python -m pytest -q --nbval-lax notebooks
+
+bench: $(BIN)/.installed
+	$(BIN)/gtvision bench sim
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,100 @@
+"""The ``gtvision`` command line: ``gtvision race`` (the main job for now) and ``gtvision bench``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _threads():
+    import torch
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+
+
+def cmd_race(args) -> int:
+    from .sim.race import run_race, write_race_video
+
+    _threads()
+    record = args.video is not None
+    log = run_race(args.scenario, laps=args.laps, num_races=args.races, num_cars=args.cars, seed=args.seed,
+                   device=args.device, bop=args.bop, record=record, progress=not args.quiet)
+    r = log.results.copy()
+    cols = ["race", "place", "grid_slot", "finished", "finish_time_s", "best_lap_s", "car_contacts",
+            "car_contact_time_s", "wall_time_s", "off_course_time_s"]
+    print(r.sort_values(["race", "place"])[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    s = log.summary()
+    print(f"\n{log.scenario}: {s['races']} race(s) x {args.cars} cars, {args.laps} laps | finished "
+          f"{s['finished']}/{s['cars']} | car contacts {s['car_contacts']} ({s['car_contact_time_s']:.1f} s) | "
+          f"wall {s['wall_time_s']:.1f} s | off-course {s['off_course_time_s']:.1f} s | best lap "
+          f"{s['best_lap_s']:.2f} s (QSS minimum {s['qss_lap_s']:.2f} s)")
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        r.to_csv(Path(args.out) / f"race_{log.scenario}.csv", index=False)
+    if record:
+        Path(args.video).parent.mkdir(parents=True, exist_ok=True)
+        path = write_race_video(log, args.video, speedup=args.video_speedup, progress=not args.quiet)
+        print(f"video: {path}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    _threads()
+    if args.what == "sim":
+        from .bench import bench_sim
+        rows = bench_sim(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
+                         carracing_seconds=args.carracing_seconds)
+        ref = rows[0]["carracing_steps_per_s"]
+        print(f"gymnasium CarRacing-v3: {ref:.0f} steps/s" if ref else
+              "gymnasium CarRacing-v3: not measured (pip install 'gymnasium[box2d]')")
+        print(f"{'races':>6} {'agent-steps/s':>14} {'x CarRacing':>12} {'sim ms':>8} {'render ms':>10} {'BIAI ms':>8}")
+        for row in rows:
+            ratio = f"{row['ratio_vs_carracing']:.1f}" if row["ratio_vs_carracing"] else "-"
+            print(f"{row['races']:>6} {row['agent_steps_per_s']:>14.0f} {ratio:>12} {row['sim_ms_per_step']:>8.1f} "
+                  f"{row['render_ms_per_step']:>10.1f} {row['biai_ms_per_step']:>8.1f}")
+        return 0
+    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .scenarios import SCENARIO_NAMES
+
+    p = argparse.ArgumentParser(prog="gtvision", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("race", help="race a grid of built-in AI cars, print the results, write a video")
+    r.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
+    r.add_argument("--laps", type=int, default=4)
+    r.add_argument("--races", type=int, default=1, help="races run in parallel")
+    r.add_argument("--cars", type=int, default=20)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--bop", action="store_true", help="balance of performance: +-25%% power and mass")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--video", default=None, help="write an MP4/GIF of race 0 (ego view + map) here")
+    r.add_argument("--video-speedup", type=int, default=2, help="keep every n-th 10 Hz frame")
+    r.add_argument("--out", default=None, help="directory for the results CSV")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_race)
+
+    b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
+    b.add_argument("what", choices=["sim"])
+    b.add_argument("--races", type=int, nargs="+", default=[64, 256, 1024])
+    b.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
+    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--carracing-seconds", type=float, default=5.0)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"gtvision: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
