@@ -18,7 +18,8 @@ def cmd_race(args) -> int:
     _threads()
     record = args.video is not None
     log = run_race(args.scenario, laps=args.laps, num_races=args.races, num_cars=args.cars, seed=args.seed,
-                   device=args.device, bop=args.bop, record=record, progress=not args.quiet)
+                   device=args.device, bop=args.bop, record=record, progress=not args.quiet,
+                   max_time_s=args.max_time)
     r = log.results.copy()
     cols = ["race", "place", "grid_slot", "finished", "finish_time_s", "best_lap_s", "car_contacts",
             "car_contact_time_s", "wall_time_s", "off_course_time_s"]
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cars", type=int, default=20)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--bop", action="store_true", help="balance of performance: +-25%% power and mass")
+    r.add_argument("--max-time", type=float, default=None, help="stop the race after this many seconds")
     r.add_argument("--device", default="cpu")
     r.add_argument("--video", default=None, help="write an MP4/GIF of race 0 (ego view + map) here")
     r.add_argument("--video-speedup", type=int, default=2, help="keep every n-th 10 Hz frame")

@@ -229,6 +229,8 @@ class BIAIConfig:
     yaw_gain_s: float = 0.08
     """Steering (rad) per rad/s of yaw-rate error: damps the yaw oscillation."""
     """Steering per unit of yaw-rate error (times wheelbase / speed): stabilises slides."""
+    yield_distance_m: float = 20.0
+    """Cars up to this far ahead in the next lane keep it: it does not steer into their lane."""
     stuck_s: float = 2.0
     """Stopped this long (s), it backs out (reverse engages after core.REVERSE_ENGAGE_S more)."""
     reverse_s: float = 2.0
@@ -296,8 +298,11 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
         desired_gap = cfg.follow_gap_m + cfg.headway_s * speed
         v_follow = lead_speed + cfg.follow_gain * (lead_gap - desired_gap)
         v_cap = torch.where(blocked & ~can_pass, v_follow.clamp(min=0.0), v_cap)
-        # leave room to a car alongside: the target never comes closer than a lane to it
-        alongside = (ds.abs() < car.length_m + 1.0) & (dlat.abs() < 1.5 * lane) & others
+        # leave room to a car alongside or just ahead in the next lane: the target never comes
+        # closer than a lane to it (cars converging on the racing line into a corner yield)
+        same_lane_ahead = (ds > 0) & (dlat.abs() < 0.5 * lane)
+        alongside = (ds > -(car.length_m + 1.0)) & (ds < cfg.yield_distance_m) & (dlat.abs() < 1.5 * lane) \
+            & others & ~same_lane_ahead
         left_of_me = alongside & (dlat > 0)
         right_of_me = alongside & (dlat <= 0)
         inf = torch.full_like(dlat, math.inf)

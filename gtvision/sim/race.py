@@ -68,7 +68,7 @@ def run_race(scenario: str = "tokyo", laps: int = 4, num_races: int = 1, num_car
     10 Hz trajectories of every car are kept (for maps and videos).
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     sc = get_scenario(scenario)
     params = core.make_params(sc.track, sc.car, laps=laps, device=device)
@@ -127,7 +127,7 @@ def write_race_video(log: RaceLog, path: str, race: int = 0, ego: int | None = N
     frame and plays at 10 fps.
     """
     import imageio.v2 as imageio
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .render import CameraConfig, render_ego
     from .topdown import render_map_frame
@@ -143,9 +143,10 @@ def write_race_video(log: RaceLog, path: str, race: int = 0, ego: int | None = N
     track = log.params.track
     cam = CameraConfig(height_px=ego_size[0], width_px=ego_size[1])
     frames = range(0, T, max(1, speedup))
-    kwargs = {"fps": 10}
-    if str(path).lower().endswith(".mp4"):
-        kwargs.update(codec="libx264", quality=7, macro_block_size=1)
+    if str(path).lower().endswith(".gif"):
+        kwargs = {"duration": 1000 // core.CONTROL_HZ, "loop": 0}
+    else:
+        kwargs = {"fps": core.CONTROL_HZ, "codec": "libx264", "quality": 7, "macro_block_size": 1}
     with imageio.get_writer(path, **kwargs) as writer:
         for t in tqdm(frames, desc="video", disable=not progress, leave=False):
             x = torch.as_tensor(tr["x"][t, race:race + 1], device=track.device)

@@ -1,0 +1,42 @@
+"""The command line: the main job on a tiny budget, the benchmark's bookkeeping, and bad input."""
+import subprocess
+import sys
+
+import pytest
+
+from gtvision import bench, cli
+
+
+def test_race_prints_the_table_and_writes_the_csv_and_video(tmp_path, capsys):
+    video = tmp_path / "race.gif"
+    code = cli.main(["race", "--scenario", "spa", "--laps", "1", "--cars", "3", "--max-time", "6",
+                     "--video", str(video), "--video-speedup", "10", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "place" in out and "finished 0/3" in out  # 6 s is not a lap: nobody finishes
+    table = (tmp_path / "race_spa.csv").read_text().splitlines()
+    assert len(table) == 1 + 3  # header + one row per car
+    assert video.stat().st_size > 1000
+
+
+def test_unknown_scenario_names_the_valid_ones():
+    proc = subprocess.run([sys.executable, "-m", "gtvision.cli", "race", "--scenario", "monza"],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "tokyo" in proc.stderr and "spa" in proc.stderr and "sarthe" in proc.stderr
+
+
+def test_bench_counts_agent_steps_of_every_race():
+    row = bench.sim_agent_steps_per_s(num_races=2, steps=2, scenario="tokyo")
+    assert row["races"] == 2
+    assert row["agent_steps_per_s"] > 0
+    assert row["sim_ms_per_step"] > 0 and row["render_ms_per_step"] > 0
+
+
+def test_scenarios_follow_table_one():
+    from gtvision.scenarios import get_scenario
+    assert get_scenario("tokyo").car_spec.drivetrain == "FWD"
+    assert get_scenario("spa").car_spec.tire == "sports_medium"
+    assert get_scenario("SARTHE").car_spec.drivetrain == "AWD"
+    with pytest.raises(ValueError, match="valid scenarios: tokyo, spa, sarthe"):
+        get_scenario("monza")
