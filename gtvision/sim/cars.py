@@ -103,7 +103,7 @@ CARS = {
         electric=False, wheel_radius_m=0.33, driveline_efficiency=0.90,
         wheelbase_m=2.505, front_weight_frac=0.60, cg_height_m=0.45,
         length_m=4.18, width_m=1.95, height_m=1.30,
-        cda_m2=0.74, cla_m2=0.90, aero_front_frac=0.40,
+        cda_m2=0.68, cla_m2=0.90, aero_front_frac=0.40,
         brake_max_g=1.6, brake_front_frac=0.75, max_steer_deg=20.0,
         public_0_100_s=4.6, public_top_speed_kmh=300.0,
         sources="Audi Sport (2014): 228 kW (310 hp) 2.0 TFSI, 1,125 kg, front-wheel drive, six-speed "
