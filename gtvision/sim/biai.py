@@ -36,6 +36,8 @@ WALL_EXTRA_MARGIN_M = 0.8
 """Extra racing-line clearance from a barrier at the track limit (m)."""
 BRAKE_CIRCLE_USE = 0.97
 """The QSS backward pass brakes within this fraction of the friction circle (a corner's margin)."""
+TRAFFIC_MARGIN_M = 0.3
+"""In traffic the BIAI may use the track up to this far (m) from the limit, beyond its half width."""
 DEFAULT_PACE = 0.965
 """BIAI target speed as a fraction of the QSS profile (sets it 3-8% slower than the QSS lap)."""
 
@@ -52,13 +54,18 @@ class DrivingPlan:
     """Curvature of the racing line (1/m)."""
     line_heading_rad: torch.Tensor
     """Heading of the racing line (rad, same branch as the centerline's)."""
+    lat_max_m: torch.Tensor
+    """Leftmost lateral offset the BIAI aims for (m): the track limit less the car's half width and
+    a margin, more where a barrier stands at the limit."""
+    lat_min_m: torch.Tensor
+    """Rightmost lateral offset the BIAI aims for (m)."""
     qss_lap_time_s: float
     """Lap time of the QSS profile: the model's minimum lap time (s)."""
 
     def to(self, device) -> "DrivingPlan":
         return DrivingPlan(self.line_lat_m.to(device), self.speed_mps.to(device),
                            self.line_curvature.to(device), self.line_heading_rad.to(device),
-                           self.qss_lap_time_s)
+                           self.lat_max_m.to(device), self.lat_min_m.to(device), self.qss_lap_time_s)
 
 
 def racing_line(track: Track, car: CarSpec, iterations: int = 3000) -> np.ndarray:
@@ -201,7 +208,12 @@ def driving_plan(track: Track, car: CarSpec) -> DrivingPlan:
         f32 = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
         dlat = (np.roll(lat, -1) - np.roll(lat, 1)) / (2 * cpu.ds_m)
         heading = cpu.heading_rad.numpy() + np.arctan(dlat)
-        _PLANS[key] = DrivingPlan(f32(lat), f32(v), f32(curv), f32(heading), lap)
+        margin = car.width_m / 2 + TRAFFIC_MARGIN_M
+        wall_l = cpu.runoff_left_m.numpy() < WALL_NEAR_M
+        wall_r = cpu.runoff_right_m.numpy() < WALL_NEAR_M
+        lat_max = cpu.width_left_m.numpy() - margin - np.where(wall_l, WALL_EXTRA_MARGIN_M, 0.0)
+        lat_min = -(cpu.width_right_m.numpy() - margin - np.where(wall_r, WALL_EXTRA_MARGIN_M, 0.0))
+        _PLANS[key] = DrivingPlan(f32(lat), f32(v), f32(curv), f32(heading), f32(lat_max), f32(lat_min), lap)
     return _PLANS[key].to(track.device)
 
 
@@ -261,7 +273,6 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     speed = state.speed_mps
     s, lat = state.s_m, state.lat_m
     C = state.num_cars
-    margin = car.width_m / 2 + 0.3
 
     # ---- traffic: who is ahead of whom along the course
     line_here = plan.line_lat_m[state.station]
@@ -284,8 +295,8 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
         closing = blocked & (speed > lead_speed + cfg.closing_mps)
         # room beside the car ahead, on each side, within the track limits
         st_lead = state.station.gather(1, lead)
-        room_l = track.width_left_m[st_lead] - margin - (lead_lat + lane)
-        room_r = (lead_lat - lane) + track.width_right_m[st_lead] - margin
+        room_l = plan.lat_max_m[st_lead] - (lead_lat + lane)
+        room_r = (lead_lat - lane) - plan.lat_min_m[st_lead]
         go_left = room_l >= room_r
         pass_lat = torch.where(go_left, lead_lat + lane, lead_lat - lane)
         # the passing lane must be free of other cars from here to just past the car ahead
@@ -311,8 +322,8 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
         target_lat = torch.minimum(torch.maximum(target_lat, floor), ceiling)
         # squeezed between two cars: stay where it is
         target_lat = torch.where(floor > ceiling, lat, target_lat)
-    wl = track.width_left_m[state.station] - margin
-    wr = track.width_right_m[state.station] - margin
+    wl = plan.lat_max_m[state.station]
+    wr = -plan.lat_min_m[state.station]
     target_lat = torch.maximum(torch.minimum(target_lat, wl), -wr)
 
     # ---- steering: pure pursuit of a point on the (offset) line ahead, plus yaw-rate damping
@@ -320,8 +331,7 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     s_look = s + look
     st_look = track.station_of_s(s_look)
     lat_look = plan.line_lat_m[st_look] + (target_lat - line_here)
-    lat_look = torch.maximum(torch.minimum(lat_look, track.width_left_m[st_look] - margin),
-                             -(track.width_right_m[st_look] - margin))
+    lat_look = torch.maximum(torch.minimum(lat_look, plan.lat_max_m[st_look]), plan.lat_min_m[st_look])
     px, py, _ = track.point_at(s_look, lat_look)
     dx, dy = px - state.x, py - state.y
     # pursue along the course over ground (not the body axis): a sliding car aims where it goes,
@@ -361,8 +371,13 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     # (core.REVERSE_ENGAGE_S), back out steering the nose towards the course, then drive on
     psi = state.yaw - track.heading_rad[state.station]
     psi = torch.atan2(torch.sin(psi), torch.cos(psi))
-    stuck = state.stopped_time_s > cfg.stuck_s
-    backing = (state.reverse_time_s > 0) & (state.reverse_time_s < REVERSE_ENGAGE_S + cfg.reverse_s)
+    # stopped for long: alternate backing out (hold the brake: reverse engages) and driving on, so a
+    # car blocked behind as well as ahead still gets out
+    since = state.stopped_time_s - cfg.stuck_s
+    stuck = (since > 0) & (torch.remainder(since, 2 * cfg.reverse_s + REVERSE_ENGAGE_S)
+                           < cfg.reverse_s + REVERSE_ENGAGE_S)
+    backing = (state.reverse_time_s > 0) & (state.reverse_time_s < REVERSE_ENGAGE_S + cfg.reverse_s) \
+        & (state.stopped_time_s < cfg.stuck_s)
     recover = stuck | backing
     reverse_steer = torch.sign(psi) * max_steer
     a_rev = ((reverse_steer - state.steer_cmd_rad) / math.radians(STEER_DELTA_DEG)).clamp(-1.0, 1.0)

@@ -74,6 +74,9 @@ REVERSE_ENGAGE_S = 1.0
 """As in GT7 with the automatic gearbox: holding the brake at a standstill this long engages reverse."""
 REVERSE_MAX_MPS = 4.0
 """Top speed in reverse (kept within the kinematic regime)."""
+SURFACE_DRAG_FULL_MPS = 10.0
+"""The extra drag of a soft surface (``SURFACE_DRAG_G``) applies in full above this speed and falls
+to a fifth of it at a standstill."""
 STOPPED_MPS = 1.0
 """Below this speed a car counts as stopped (``stopped_time_s``)."""
 """Stations searched either side of the previous one when projecting a car on the centerline."""
@@ -502,7 +505,9 @@ def _tick(state: SimState, steer: torch.Tensor, params: SimParams) -> SimState:
 
     # --- resistances: aero drag (less in a slipstream), rolling, surface, gravity along the slope
     drag = q * car.cda_m2 * (1.0 - state.slipstream) * torch.sign(vx)
-    roll = (ROLLING_RESISTANCE + state.surface_drag_g) * weight * moving
+    # gravel and grass bite hardest on a fast car; a slow one can still crawl out
+    surface_drag = state.surface_drag_g * (vx.abs() / SURFACE_DRAG_FULL_MPS).clamp(0.2, 1.0)
+    roll = (ROLLING_RESISTANCE + surface_drag) * weight * moving
     slope = weight * track.grade[state.station] * torch.cos(state.yaw - track.heading_rad[state.station])
 
     cos_d, sin_d = torch.cos(steer), torch.sin(steer)
