@@ -373,7 +373,9 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     psi = torch.atan2(torch.sin(psi), torch.cos(psi))
     # stopped for long: alternate backing out (hold the brake: reverse engages) and driving on, so a
     # car blocked behind as well as ahead still gets out
-    since = state.stopped_time_s - cfg.stuck_s
+    # (cars tangled together start their cycles at different times, by their index)
+    car_phase = torch.arange(C, device=s.device, dtype=s.dtype) * 0.37
+    since = state.stopped_time_s - cfg.stuck_s + car_phase * (state.stopped_time_s > cfg.stuck_s)
     stuck = (since > 0) & (torch.remainder(since, 2 * cfg.reverse_s + REVERSE_ENGAGE_S)
                            < cfg.reverse_s + REVERSE_ENGAGE_S)
     backing = (state.reverse_time_s > 0) & (state.reverse_time_s < REVERSE_ENGAGE_S + cfg.reverse_s) \
