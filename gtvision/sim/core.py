@@ -54,6 +54,9 @@ TRACK_WIDTH_FRAC = 0.84
 """Axle track as a fraction of the body width."""
 WALL_RESTITUTION, WALL_FRICTION = 0.15, 0.35
 CAR_RESTITUTION, CAR_FRICTION = 0.25, 0.3
+CAR_CONTACT_YAW_SHARE = 0.35
+"""Share of a car-car impulse's rigid-body yaw kick that is applied: a real bump is spread over
+time by the bodywork and suspension while the tyres resist yaw, so a touch rarely spins a car."""
 CONTACT_MARGIN_M = 0.05
 """Cars closer than this count as in contact (for the contact-time accumulators and onsets)."""
 SLIPSTREAM_RANGE_M = 60.0
@@ -763,8 +766,8 @@ def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, params: SimPara
     vwy = add(vwy, flat_a, -imp[:, 1] / ma)
     vwx = add(vwx, flat_b, imp[:, 0] / mb)
     vwy = add(vwy, flat_b, imp[:, 1] / mb)
-    r = add(r, flat_a, -cross(ra, imp) / ia)
-    r = add(r, flat_b, cross(rb, imp) / ib)
+    r = add(r, flat_a, -CAR_CONTACT_YAW_SHARE * cross(ra, imp) / ia)
+    r = add(r, flat_b, CAR_CONTACT_YAW_SHARE * cross(rb, imp) / ib)
     # Paper III-C r^v: the speed difference between the two cars at the time of collision.
     # We read it as the norm of the relative velocity at the contact onset.
     onset = ~was_in_contact[rr, i, j]
