@@ -367,13 +367,12 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     # stability control: a car rotating much faster than its path asks (oversteer) gets off the pedals
     oversteer = (state.yaw_rate - kappa * speed) * torch.sign(kappa) > cfg.oversteer_rad_s
     a_pedal = torch.where(oversteer, a_pedal.clamp(-0.2, 0.2), a_pedal)
-    # ---- stuck (stopped against a barrier or another car): hold the brake to engage reverse
-    # (core.REVERSE_ENGAGE_S), back out steering the nose towards the course, then drive on
+    # ---- stuck (stopped against a barrier or another car): alternate backing out (hold the brake:
+    # reverse engages after core.REVERSE_ENGAGE_S), steering the nose towards the course, and driving
+    # on, so a car blocked behind as well as ahead still gets out. Cars tangled together start their
+    # cycles at different times, by their index.
     psi = state.yaw - track.heading_rad[state.station]
     psi = torch.atan2(torch.sin(psi), torch.cos(psi))
-    # stopped for long: alternate backing out (hold the brake: reverse engages) and driving on, so a
-    # car blocked behind as well as ahead still gets out
-    # (cars tangled together start their cycles at different times, by their index)
     car_phase = torch.arange(C, device=s.device, dtype=s.dtype) * 0.37
     since = state.stopped_time_s - cfg.stuck_s + car_phase * (state.stopped_time_s > cfg.stuck_s)
     stuck = (since > 0) & (torch.remainder(since, 2 * cfg.reverse_s + REVERSE_ENGAGE_S)

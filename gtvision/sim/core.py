@@ -67,6 +67,7 @@ KINEMATIC_BLEND_MPS = (1.5, 4.5)
 """Below the first speed the car follows the kinematic bicycle model, above the second the dynamic
 one; in between a blend. Tyre slip angles are ill-conditioned at a standstill."""
 WALL_SEARCH_WINDOW = 3
+"""Stations searched either side of the previous one when projecting a car on the centerline."""
 LONGITUDINAL_GRIP_USE = 0.9
 """ABS and traction control: the fraction of an axle's grip that braking or drive may use, which
 keeps some lateral grip (a locked or spinning axle has none, and the car spins)."""
@@ -82,7 +83,6 @@ SURFACE_DRAG_FULL_MPS = 10.0
 to a fifth of it at a standstill."""
 STOPPED_MPS = 1.0
 """Below this speed a car counts as stopped (``stopped_time_s``)."""
-"""Stations searched either side of the previous one when projecting a car on the centerline."""
 
 
 @dataclass(frozen=True)
@@ -701,17 +701,15 @@ def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, params: SimPara
     # pairs closer than CONTACT_MARGIN_M count as touching (a car pushing another separates and
     # touches again every tick: that is one contact, not sixty a second)
     touching = (overlap > -CONTACT_MARGIN_M).all(-1)
-    if bool(touching.any()):
-        in_contact = in_contact.clone()
-        in_contact[rr[touching], i[touching], j[touching]] = True
-        in_contact[rr[touching], j[touching], i[touching]] = True
-        flat_t = torch.cat([rr[touching] * C + i[touching], rr[touching] * C + j[touching]])
-        contact = contact.reshape(-1).index_fill(0, flat_t, True).reshape(R, C)
-    # the narrow phase runs on every touching pair, not only the overlapping ones: a slow approach
-    # touches (within the margin) a tick before it overlaps, and that first tick is the onset
     if not bool(touching.any()):
         return x, y, vwx, vwy, r, contact, in_contact, dv_sq
+    # the narrow phase runs on every touching pair, not only the overlapping ones: a slow approach
+    # touches (within the margin) a tick before it overlaps, and that first tick is the onset
     rr, i, j = rr[touching], i[touching], j[touching]
+    in_contact = in_contact.clone()
+    in_contact[rr, i, j] = True
+    in_contact[rr, j, i] = True
+    contact = contact.reshape(-1).index_fill(0, torch.cat([rr * C + i, rr * C + j]), True).reshape(R, C)
     overlap, dist, axes = overlap[touching], dist[touching], axes[touching]
     fa, la, fb, lb = fa[touching], la[touching], fb[touching], lb[touching]
     xa, ya, xb, yb = xa[touching], ya[touching], xb[touching], yb[touching]

@@ -95,26 +95,17 @@ def run_race(scenario: str = "tokyo", laps: int = 4, num_races: int = 1, num_car
     if record:
         traj = {k: np.stack(v) for k, v in traj.items()}
         traj["t"] = np.arange(1, traj["x"].shape[0] + 1) / core.CONTROL_HZ
-    places = final_places(state).cpu()
-    s = {f: getattr(state, f).cpu() for f in ("finished", "finish_time_s", "best_lap_time_s", "wall_time_s",
-                                              "car_contact_time_s", "off_course_time_s", "contact_count",
-                                              "laps_done", "progress_m", "power_scale", "mass_scale")}
     R, C = state.num_races, state.num_cars
-    rows = []
-    for r in range(R):
-        for c in range(C):
-            rows.append({
-                "race": r, "car": c, "grid_slot": c + 1, "place": int(places[r, c]),
-                "finished": bool(s["finished"][r, c]),
-                "finish_time_s": float(s["finish_time_s"][r, c]),
-                "best_lap_s": float(s["best_lap_time_s"][r, c]),
-                "laps": int(s["laps_done"][r, c]),
-                "car_contacts": int(s["contact_count"][r, c]),
-                "car_contact_time_s": float(s["car_contact_time_s"][r, c]),
-                "wall_time_s": float(s["wall_time_s"][r, c]),
-                "off_course_time_s": float(s["off_course_time_s"][r, c]),
-            })
-    results = pd.DataFrame(rows)
+    per_car = {
+        "place": final_places(state), "finished": state.finished, "finish_time_s": state.finish_time_s,
+        "best_lap_s": state.best_lap_time_s, "laps": state.laps_done, "car_contacts": state.contact_count,
+        "car_contact_time_s": state.car_contact_time_s, "wall_time_s": state.wall_time_s,
+        "off_course_time_s": state.off_course_time_s,
+    }
+    races, cars = torch.meshgrid(torch.arange(R), torch.arange(C), indexing="ij")
+    results = pd.DataFrame({"race": races.reshape(-1).numpy(), "car": cars.reshape(-1).numpy(),
+                            "grid_slot": cars.reshape(-1).numpy() + 1,
+                            **{k: v.reshape(-1).cpu().numpy() for k, v in per_car.items()}})
     return RaceLog(scenario=sc.name, laps=laps, results=results, params=params, final_state=state,
                    qss_lap_time_s=plan.qss_lap_time_s, trajectory=traj)
 
