@@ -9,7 +9,8 @@ GT7's BIAI is an in-game model-predictive driver (paper IV-C). Ours is the class
 3. a lookahead controller at the 10 Hz control rate, in the agent's own action space: pure pursuit
    of a point on the line ahead for steering, a speed tracker on ``pace`` x the profile;
 4. traffic behaviour: follow a slower car in its lane, pick the free side to pass when closing,
-   leave room to a car alongside.
+   leave room to a car alongside; lane changes within a lateral-acceleration budget, a grip margin
+   in a pack, and a lower speed off the racing line where the corner is tighter.
 
 Alone on track it laps clean 3-8% slower than the QSS minimum (``pace``), like GT7's AI against
 top humans (DESIGN section 3).
@@ -240,7 +241,16 @@ class BIAIConfig:
     """Fraction of the body slip angle added to the steering (counter-steer in a slide)."""
     yaw_gain_s: float = 0.08
     """Steering (rad) per rad/s of yaw-rate error: damps the yaw oscillation."""
-    """Steering per unit of yaw-rate error (times wheelbase / speed): stabilises slides."""
+    maneuver_accel_mps2: float = 4.0
+    """Lateral acceleration (m/s^2) it may add to the racing line's to change lanes or correct."""
+    overlap_frac: float = 0.5
+    """It leaves room to a car behind only once that car overlaps this fraction of its length."""
+    lane_factor_min: float = 0.85
+    """Lowest factor on the profile speed for driving off the racing line."""
+    pack_pace: float = 0.93
+    """Fraction of the QSS profile it aims for in a pack (see ``pack_distance_m``)."""
+    pack_distance_m: float = 25.0
+    """A car alongside or up to this far ahead (m, within two lanes) makes a pack."""
     yield_distance_m: float = 20.0
     """Cars up to this far ahead in the next lane keep it: it does not steer into their lane."""
     stuck_s: float = 2.0
@@ -249,7 +259,7 @@ class BIAIConfig:
     """How long it reverses (s) before driving on."""
     grip_use: float = 0.9
     """Largest fraction of the friction circle it uses when braking in a corner."""
-    oversteer_rad_s: float = 0.12
+    oversteer_rad_s: float = 0.08
     """Yaw-rate excess (rad/s) at which its stability control releases the pedals."""
     closing_mps: float = 1.0
     """It considers passing only when faster than the car ahead by this much (m/s)."""
@@ -278,6 +288,7 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     line_here = plan.line_lat_m[state.station]
     target_lat = line_here
     v_cap = torch.full_like(speed, math.inf)
+    pace = torch.full_like(speed, cfg.pace)
     if C > 1:
         ds = s.unsqueeze(1) - s.unsqueeze(2)  # [r, i, j] = s_j - s_i
         ds = ds - L * torch.round(ds / L)
@@ -312,7 +323,8 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
         # leave room to a car alongside or just ahead in the next lane: the target never comes
         # closer than a lane to it (cars converging on the racing line into a corner yield)
         same_lane_ahead = (ds > 0) & (dlat.abs() < 0.5 * lane)
-        alongside = (ds > -(car.length_m + 1.0)) & (ds < cfg.yield_distance_m) & (dlat.abs() < 1.5 * lane) \
+        alongside = (ds > -cfg.overlap_frac * car.length_m) & (ds < cfg.yield_distance_m) \
+            & (dlat.abs() < 1.5 * lane) \
             & others & ~same_lane_ahead
         left_of_me = alongside & (dlat > 0)
         right_of_me = alongside & (dlat <= 0)
@@ -322,6 +334,10 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
         target_lat = torch.minimum(torch.maximum(target_lat, floor), ceiling)
         # squeezed between two cars: stay where it is
         target_lat = torch.where(floor > ceiling, lat, target_lat)
+        # in a pack (a car alongside or close ahead in any lane) it keeps a grip margin: off the
+        # racing line the QSS speeds are not safe
+        pack = ((ds > -car.length_m) & (ds < cfg.pack_distance_m) & (dlat.abs() < 2.0 * lane) & others).any(-1)
+        pace = torch.where(pack, torch.full_like(pace, cfg.pack_pace), pace)
     wl = plan.lat_max_m[state.station]
     wr = -plan.lat_min_m[state.station]
     target_lat = torch.maximum(torch.minimum(target_lat, wl), -wr)
@@ -330,7 +346,19 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     look = (cfg.lookahead_s * speed).clamp(min=cfg.lookahead_min_m)
     s_look = s + look
     st_look = track.station_of_s(s_look)
-    lat_look = plan.line_lat_m[st_look] + (target_lat - line_here)
+    # lane changes (traffic, back to the line) within a lateral-acceleration budget: pure pursuit of a
+    # point shifted by d over the lookahead D asks about 2 d v^2 / D^2, so the pursued offset from
+    # the line moves at most that far from the car's own offset; at speed a swerve cannot spin the
+    # car. Outside its lane limits (near a barrier) it may shift back by the excess as well.
+    v2 = (speed * speed).clamp(min=1.0)
+    excess = torch.maximum(lat - wl, -wr - lat).clamp(min=0.0)
+    shift = cfg.maneuver_accel_mps2 * look * look / (2.0 * v2) + excess
+    offset_now = lat - line_here
+    # (towards the line it may always go: that is how it recovers from a slide or a wide exit)
+    lo = torch.minimum(offset_now - shift, torch.zeros_like(shift))
+    hi = torch.maximum(offset_now + shift, torch.zeros_like(shift))
+    offset = torch.minimum(torch.maximum(target_lat - line_here, lo), hi)
+    lat_look = plan.line_lat_m[st_look] + offset
     lat_look = torch.maximum(torch.minimum(lat_look, plan.lat_max_m[st_look]), plan.lat_min_m[st_look])
     px, py, _ = track.point_at(s_look, lat_look)
     dx, dy = px - state.x, py - state.y
@@ -356,7 +384,14 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     # ---- speed: track pace x profile, read ahead so braking starts in time
     st_near = track.station_of_s(s + speed * 0.1)
     st_far = track.station_of_s(s + speed * cfg.brake_preview_s)
-    v_target = cfg.pace * torch.minimum(plan.speed_mps[st_near], plan.speed_mps[st_far])
+    v_target = pace * torch.minimum(plan.speed_mps[st_near], plan.speed_mps[st_far])
+    # the profile holds on the racing line; a car in another lane of a corner at the grip limit
+    # needs the curvature of its own lane there, so it slows by the square root of the ratio
+    # (a parallel of the line at offset d has curvature k / (1 - k d))
+    st_pv = torch.stack([st_near, st_far], dim=-1)
+    k_pv = plan.line_curvature[st_pv]
+    lane_factor = torch.sqrt((1.0 - k_pv * (lat.unsqueeze(-1) - plan.line_lat_m[st_pv])).clamp(min=0.2))
+    v_target = v_target * lane_factor.amin(-1).clamp(cfg.lane_factor_min, 1.0)
     v_target = torch.minimum(v_target, v_cap)
     a_pedal = (cfg.speed_gain * (v_target - speed)).clamp(-1.0, 1.0)
     # trail-braking limit: brake only with the grip the corner leaves (combined slip)
@@ -364,9 +399,10 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     lat_use = (speed * speed * plan.line_curvature[state.station].abs() / mu_g).clamp(max=1.0)
     brake_room = torch.sqrt((cfg.grip_use ** 2 - lat_use * lat_use).clamp(min=0.0)).clamp(min=0.15)
     a_pedal = torch.maximum(a_pedal, -(brake_room * mu_g / (car.brake_max_g * GRAVITY)).clamp(max=1.0))
-    # stability control: a car rotating much faster than its path asks (oversteer) gets off the pedals
+    # stability control: a car rotating much faster than its path asks (oversteer) gets off the brakes;
+    # a little throttle is allowed (it pulls a front-driven car straight)
     oversteer = (state.yaw_rate - kappa * speed) * torch.sign(kappa) > cfg.oversteer_rad_s
-    a_pedal = torch.where(oversteer, a_pedal.clamp(-0.2, 0.2), a_pedal)
+    a_pedal = torch.where(oversteer, a_pedal.clamp(0.0, 0.3), a_pedal)
     # ---- stuck (stopped against a barrier or another car): alternate backing out (hold the brake:
     # reverse engages after core.REVERSE_ENGAGE_S), steering the nose towards the course, and driving
     # on, so a car blocked behind as well as ahead still gets out. Cars tangled together start their
