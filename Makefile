@@ -1,7 +1,7 @@
 # gtvision: everything runs from a local virtual environment made on first use.
 #   make race    the main job: a 4-lap, 20-car race of the built-in AI on Tokyo -> runs/race_tokyo.mp4
 #   make test    unit tests, then the notebooks under nbval
-#   make bench   simulator throughput next to gymnasium's CarRacing-v3
+#   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -34,6 +34,7 @@ test-notebooks: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/gtvision bench sim
+	$(BIN)/gtvision bench env
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 
-def _threads():
+def _threads(n: int | None = None):
     import torch
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(n if n else max(1, os.cpu_count() or 1))
 
 
 def cmd_race(args) -> int:
@@ -40,7 +40,9 @@ def cmd_race(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    _threads()
+    _threads(args.threads)
+    if args.races is None:
+        args.races = [64, 256, 1024] if args.what == "sim" else [64, 256]
     if args.what == "sim":
         from .bench import bench_sim
         rows = bench_sim(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
@@ -54,7 +56,19 @@ def cmd_bench(args) -> int:
             print(f"{row['races']:>6} {row['agent_steps_per_s']:>14.0f} {ratio:>12} {row['sim_ms_per_step']:>8.1f} "
                   f"{row['render_ms_per_step']:>10.1f} {row['biai_ms_per_step']:>8.1f}")
         return 0
-    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim")
+    if args.what == "env":
+        from .bench import bench_env
+        rows = bench_env(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device)
+        print(f"{args.scenario}, 20-car races, median agent-step of each, the two alternating; "
+              "target: the environment adds at most 20% to the bare simulator")
+        print(f"{'races':>6} {'sim steps/s':>12} {'env steps/s':>12} {'sim ms':>8} {'env ms':>8} "
+              f"{'overhead':>9}")
+        for row in rows:
+            print(f"{row['races']:>6} {row['sim_agent_steps_per_s']:>12.0f} "
+                  f"{row['env_agent_steps_per_s']:>12.0f} {row['sim_ms_per_step']:>8.1f} "
+                  f"{row['env_ms_per_step']:>8.1f} {100 * row['overhead']:>8.1f}%")
+        return 0
+    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,12 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_race)
 
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
-    b.add_argument("what", choices=["sim"])
-    b.add_argument("--races", type=int, nargs="+", default=[64, 256, 1024])
+    b.add_argument("what", choices=["sim", "env"],
+                   help="sim: the simulator next to CarRacing-v3; env: make_vec next to the bare simulator")
+    b.add_argument("--races", type=int, nargs="+", default=None,
+                   help="parallel races (default: 64 256 1024 for sim, 64 256 for env)")
     b.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--device", default="cpu")
     b.add_argument("--carracing-seconds", type=float, default=5.0)
+    b.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: every core; 1 on a machine shared with other jobs)")
     b.set_defaults(func=cmd_bench)
     return p
 

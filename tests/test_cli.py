@@ -40,3 +40,11 @@ def test_scenarios_follow_table_one():
     assert get_scenario("SARTHE").car_spec.drivetrain == "AWD"
     with pytest.raises(ValueError, match="valid scenarios: tokyo, spa, sarthe"):
         get_scenario("monza")
+
+
+def test_bench_env_times_make_vec_next_to_the_same_races_in_the_bare_simulator():
+    (row,) = bench.bench_env(races=(2,), steps=2, scenario="spa")
+    assert row["races"] == 2 and row["env_agent_steps_per_s"] > 0 and row["sim_agent_steps_per_s"] > 0
+    assert row["overhead"] == pytest.approx(row["env_ms_per_step"] / row["sim_ms_per_step"] - 1)
+    args = cli.build_parser().parse_args(["bench", "env", "--races", "8", "16"])
+    assert args.what == "env" and args.races == [8, 16]
