@@ -16,6 +16,7 @@ from gtvision.scenarios import SCENARIO_NAMES, get_scenario
 from gtvision.sim import core
 from gtvision.sim.biai import biai_controls, driving_plan
 from gtvision.sim.cars import CAR_NAMES, CARS, get_car
+from gtvision.sim.race import final_places
 from gtvision.sim.circuits import TRACK_NAMES, load_track
 from gtvision.sim.track import TrackSpec, build_track
 
@@ -450,3 +451,13 @@ def test_acceleration_and_top_speed_match_the_published_figures(oval, car_name):
     assert float(state.vx[0, 0]) > float(start[0, 0])
     assert float(state.vx[1, 0]) < float(start[1, 0])
     assert (state.lat_m.abs() < 1.0).all()  # straight ahead, on the straight
+
+
+def test_final_places_rank_finishers_by_time_then_the_rest_by_progress(oval):
+    state = core.reset(core.make_params(oval, "alfa_romeo_4c_14"), 1, 4)
+    # two finishers (the later one is car 2), two cars still racing only 10 m apart at 5 km
+    state = state.replace(
+        finished=torch.tensor([[False, True, True, False]]),
+        finish_time_s=torch.tensor([[math.nan, 301.5, 302.0, math.nan]]),
+        progress_m=torch.tensor([[5000.0, 6000.0, 6000.0, 5010.0]]))
+    assert final_places(state).tolist() == [[4, 1, 2, 3]]

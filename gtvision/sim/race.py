@@ -51,7 +51,8 @@ class RaceLog:
 
 def final_places(state: core.SimState) -> torch.Tensor:
     """(R, C) int64 final place (1 = winner): finishers by finish time, then the rest by progress."""
-    key = torch.where(state.finished, state.finish_time_s, 1e9 - state.progress_m)
+    # float64: at 1e9 a float32 key would only resolve progress to 64 m
+    key = torch.where(state.finished, state.finish_time_s.double(), 1e9 - state.progress_m.double())
     order = key.argsort(dim=1)
     places = torch.empty_like(order)
     ranks = torch.arange(1, state.num_cars + 1, device=order.device).expand_as(order)
