@@ -461,3 +461,35 @@ def test_final_places_rank_finishers_by_time_then_the_rest_by_progress(oval):
         finish_time_s=torch.tensor([[math.nan, 301.5, 302.0, math.nan]]),
         progress_m=torch.tensor([[5000.0, 6000.0, 6000.0, 5010.0]]))
     assert final_places(state).tolist() == [[4, 1, 2, 3]]
+
+
+def test_biai_turns_around_after_a_spin_without_scraping_along_a_barrier():
+    """A BIAI car left at rest facing the wrong way next to a barrier (after a spin) turns around
+    (a three-point turn: Tokyo is narrower than the car's turning circle) and drives on."""
+    params = core.make_params("tokyo", "audi_tt_cup_16")
+    plan = driving_plan(params.track, params.car)
+    track = params.track
+    s0 = 2700.0
+    st0 = int(track.station_of_s(torch.tensor(s0)))
+    near_right = -(float(track.width_right_m[st0]) - 1.5)
+    near_left = float(track.width_left_m[st0]) - 1.5
+    # four races of one car: right or left barrier, facing back a little to either side
+    lat = torch.tensor([[near_right], [near_right], [near_left], [near_left]])
+    yaw_off = torch.tensor([[170.0], [-170.0], [170.0], [-170.0]]).mul(math.pi / 180.0)
+    state = _place(core.reset(params, 4, 1), track, s0, lat, yaw_off, speed_mps=0.0)
+    for _ in range(400):  # 40 s
+        state = core.step(state, biai_controls(state, params, plan), params)
+    psi = state.yaw - track.heading_rad[state.station]
+    psi = torch.atan2(torch.sin(psi), torch.cos(psi))
+    assert (psi.abs() < math.radians(30.0)).all(), psi
+    assert (state.progress_m > s0 + 100.0).all(), state.progress_m
+    assert (state.wall_time_s < 10.0).all(), state.wall_time_s
+
+
+def test_grid_races_of_a_batch_differ_and_a_seed_repeats():
+    """Drivers react to the start after a random delay, so the races of a batch are not copies."""
+    from gtvision.sim.race import run_race
+    a = run_race("tokyo", laps=1, num_races=2, num_cars=4, seed=3, progress=False, max_time_s=15.0)
+    b = run_race("tokyo", laps=1, num_races=2, num_cars=4, seed=3, progress=False, max_time_s=15.0)
+    assert torch.equal(a.final_state.x, b.final_state.x)
+    assert not torch.equal(a.final_state.x[0], a.final_state.x[1])

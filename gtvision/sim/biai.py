@@ -247,6 +247,10 @@ class BIAIConfig:
     """It leaves room to a car behind only once that car overlaps this fraction of its length."""
     lane_factor_min: float = 0.85
     """Lowest factor on the profile speed for driving off the racing line."""
+    off_line_m: float = 1.0
+    """Farther than this (m) from the racing line, its speed follows the curve of its own lane."""
+    lane_grip_use: float = 0.85
+    """Fraction of the tyres' peak lateral grip it counts on in a lane other than the racing line."""
     pack_pace: float = 0.93
     """Fraction of the QSS profile it aims for in a pack (see ``pack_distance_m``)."""
     pack_distance_m: float = 25.0
@@ -257,6 +261,10 @@ class BIAIConfig:
     """Stopped this long (s), it backs out (reverse engages after core.REVERSE_ENGAGE_S more)."""
     reverse_s: float = 2.0
     """How long it reverses (s) before driving on."""
+    wrong_way_deg: float = 75.0
+    """Heading off the course direction (deg) beyond which a slow car turns around on full lock."""
+    turnaround_mps: float = 5.0
+    """Below this speed (m/s) a car facing the wrong way turns around, at about this speed."""
     grip_use: float = 0.9
     """Largest fraction of the friction circle it uses when braking in a corner."""
     oversteer_rad_s: float = 0.08
@@ -388,14 +396,21 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     # the profile holds on the racing line; a car in another lane of a corner at the grip limit
     # needs the curvature of its own lane there, so it slows by the square root of the ratio
     # (a parallel of the line at offset d has curvature k / (1 - k d))
+    mu_g = car.tire_grip * (GRAVITY + 0.5 * AIR_DENSITY * car.cla_m2 / car.mass_kg * speed * speed)
     st_pv = torch.stack([st_near, st_far], dim=-1)
     k_pv = plan.line_curvature[st_pv]
     lane_factor = torch.sqrt((1.0 - k_pv * (lat.unsqueeze(-1) - plan.line_lat_m[st_pv])).clamp(min=0.2))
     v_target = v_target * lane_factor.amin(-1).clamp(cfg.lane_factor_min, 1.0)
+    # well off the line (kept there by a car alongside) it follows the track's own curve at its offset
+    # (k / (1 - k lat) for a centerline of curvature k), within the grip it can count on
+    k_c = track.curvature[st_pv]
+    k_lane = (k_c / (1.0 - k_c * lat.unsqueeze(-1)).clamp(min=0.2)).abs().amax(-1)
+    v_lane = torch.sqrt(cfg.lane_grip_use * mu_g / k_lane.clamp(min=1e-5))
+    off_line = (lat - line_here).abs() > cfg.off_line_m
+    v_target = torch.where(off_line, torch.minimum(v_target, v_lane), v_target)
     v_target = torch.minimum(v_target, v_cap)
     a_pedal = (cfg.speed_gain * (v_target - speed)).clamp(-1.0, 1.0)
     # trail-braking limit: brake only with the grip the corner leaves (combined slip)
-    mu_g = car.tire_grip * (GRAVITY + 0.5 * AIR_DENSITY * car.cla_m2 / car.mass_kg * speed * speed)
     lat_use = (speed * speed * plan.line_curvature[state.station].abs() / mu_g).clamp(max=1.0)
     brake_room = torch.sqrt((cfg.grip_use ** 2 - lat_use * lat_use).clamp(min=0.0)).clamp(min=0.15)
     a_pedal = torch.maximum(a_pedal, -(brake_room * mu_g / (car.brake_max_g * GRAVITY)).clamp(max=1.0))
@@ -415,7 +430,16 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
                            < cfg.reverse_s + REVERSE_ENGAGE_S)
     backing = (state.reverse_time_s > 0) & (state.reverse_time_s < REVERSE_ENGAGE_S + cfg.reverse_s) \
         & (state.stopped_time_s < cfg.stuck_s)
-    recover = stuck | backing
+    # facing the wrong way at low speed (after a spin): pursuit of a point behind it is meaningless;
+    # it turns around the short way on full lock at a crawl. Nose against a barrier, it backs off at
+    # once, steering the other way (a three-point turn), instead of scraping along it.
+    wrong_way = (psi.abs() > math.radians(cfg.wrong_way_deg)) & (speed < cfg.turnaround_mps)
+    turn_steer = -torch.sign(psi) * max_steer
+    a_turn = ((turn_steer - state.steer_cmd_rad) / math.radians(STEER_DELTA_DEG)).clamp(-1.0, 1.0)
+    a_steer = torch.where(wrong_way, a_turn, a_steer)
+    a_pedal = torch.where(wrong_way, (cfg.speed_gain * (cfg.turnaround_mps - speed)).clamp(-1.0, 0.4), a_pedal)
+    nose_at_wall = state.wall_contact & (torch.sign(lat) * torch.sin(psi) > 0)
+    recover = stuck | backing | (wrong_way & nose_at_wall)
     reverse_steer = torch.sign(psi) * max_steer
     a_rev = ((reverse_steer - state.steer_cmd_rad) / math.radians(STEER_DELTA_DEG)).clamp(-1.0, 1.0)
     a_steer = torch.where(recover, a_rev, a_steer)

@@ -17,6 +17,9 @@ from .biai import BIAIConfig, biai_controls, driving_plan
 
 RACE_TIME_CAP_FACTOR = 1.8
 """A race ends, finished or not, after this many times the BIAI's expected race time."""
+START_REACTION_S = 0.3
+"""Each driver's reaction to the start is drawn uniformly from [0, this] seconds (per race and car,
+from the seed): without it the races of a batch, identical cars on identical grids, would be copies."""
 
 
 @dataclass
@@ -82,8 +85,13 @@ def run_race(scenario: str = "tokyo", laps: int = 4, num_races: int = 1, num_car
     traj = {k: [] for k in ("x", "y", "yaw", "speed")} if record else {}
     bar = tqdm(total=steps, desc=f"{sc.name} {num_races}x{num_cars} cars, {laps} laps", unit="step",
                disable=not progress, leave=False)
-    for _ in range(steps):
-        state = core.step(state, biai_controls(state, params, plan, biai), params)
+    reaction_s = torch.rand(num_races, num_cars, generator=gen).to(params.device) * START_REACTION_S
+    for k in range(steps):
+        controls = biai_controls(state, params, plan, biai)
+        if k < START_REACTION_S * core.CONTROL_HZ:
+            waiting = reaction_s > k / core.CONTROL_HZ
+            controls[..., 1] = torch.where(waiting, torch.zeros_like(controls[..., 1]), controls[..., 1])
+        state = core.step(state, controls, params)
         if record:
             traj["x"].append(state.x.cpu().numpy().copy())
             traj["y"].append(state.y.cpu().numpy().copy())
