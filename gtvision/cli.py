@@ -27,7 +27,8 @@ def cmd_race(args) -> int:
     s = log.summary()
     print(f"\n{log.scenario}: {s['races']} race(s) x {args.cars} cars, {args.laps} laps | finished "
           f"{s['finished']}/{s['cars']} | car contacts {s['car_contacts']} ({s['car_contact_time_s']:.1f} s) | "
-          f"wall {s['wall_time_s']:.1f} s | off-course {s['off_course_time_s']:.1f} s | best lap "
+          f"wall {s['wall_time_s']:.1f} s (most for a car {s['wall_time_max_s']:.1f} s) | off-course "
+          f"{s['off_course_time_s']:.1f} s (most {s['off_course_time_max_s']:.1f} s) | best lap "
           f"{s['best_lap_s']:.2f} s (QSS minimum {s['qss_lap_s']:.2f} s)")
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ def test_race_prints_the_table_and_writes_the_csv_and_video(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "place" in out and "finished 0/3" in out  # 6 s is not a lap: nobody finishes
+    assert "most for a car" in out
     table = (tmp_path / "race_spa.csv").read_text().splitlines()
     assert len(table) == 1 + 3  # header + one row per car
     assert video.stat().st_size > 1000

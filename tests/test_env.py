@@ -293,6 +293,23 @@ def test_render_returns_a_video_size_ego_view():
     assert len(frames) == 2 and frames[0].shape == (90, 160, 3)
 
 
+def test_record_video_writes_an_episode(tmp_path):
+    """gymnasium's RecordVideo (moviepy, in the test extra) films an episode from ``render``."""
+    pytest.importorskip("moviepy")
+    from gymnasium.wrappers import RecordVideo
+    env = gym.make("gtvision/Tokyo-v0", render_mode="rgb_array", render_size=(90, 160), num_opponents=2,
+                   max_time_s=2.0, **SMALL)
+    env = RecordVideo(env, str(tmp_path / "videos"), episode_trigger=lambda episode: True, disable_logger=True)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        *_, terminated, truncated, _ = env.step(env.action_space.sample())
+        done = terminated or truncated
+    env.close()
+    videos = list((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 1 and videos[0].stat().st_size > 1000
+
+
 # ---------------------------------------------------------------------------- bad input
 
 

@@ -47,6 +47,8 @@ class RaceLog:
             "car_contact_time_s": float(r["car_contact_time_s"].sum()),
             "wall_time_s": float(r["wall_time_s"].sum()),
             "off_course_time_s": float(r["off_course_time_s"].sum()),
+            "wall_time_max_s": float(r["wall_time_s"].max()),
+            "off_course_time_max_s": float(r["off_course_time_s"].max()),
             "best_lap_s": float(r["best_lap_s"].min()),
             "qss_lap_s": float(self.qss_lap_time_s),
         }
