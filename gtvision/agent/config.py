@@ -1,0 +1,141 @@
+"""Configuration of the asymmetric QR-SAC agent and its sequence replay (DESIGN sections 6 and 9).
+
+Two dataclasses, resolved once and recorded with every run: :class:`AgentConfig` (networks and the
+QR-SAC update) and :class:`ReplayConfig` (the R2D2-style sequence replay). The numbers of the paper are
+in :mod:`gtvision.agent.presets` (``paper``), each with its section; the defaults here are the paper's
+too. The ablations of paper V-C are configuration, applied by :func:`with_variant`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """Networks and the QR-SAC update."""
+
+    actor_keys: tuple[str, ...] | None = ("image", "proprio")
+    """Observation keys the actor sees (paper III-D: local features only). None: every key."""
+    critic_keys: tuple[str, ...] | None = ("proprio", "course_points", "opponent_grid")
+    """Observation keys the critic sees (paper III-D: proprio + global). None: every vector key."""
+    cnn_channels: tuple[int, ...] = (32, 64, 64)
+    """Filters of the image encoder's convolutions (paper III-D)."""
+    cnn_kernels: tuple[int, ...] = (8, 4, 3)
+    """Kernel sizes of the convolutions (paper III-D)."""
+    cnn_strides: tuple[int, ...] = (4, 2, 1)
+    """Strides of the convolutions (paper III-D)."""
+    image_embed: int = 512
+    """Width of the linear embedding of the flattened feature map (paper III-D)."""
+    recurrent: bool = True
+    """Actor has a GRU after the encoders (paper III-D; False is the 'no RNN' ablation of V-C)."""
+    hidden_size: int = 512
+    """GRU hidden size (paper V-C: 512; the ablation uses 128)."""
+    actor_width: int = 2048
+    """Units of each hidden layer of the actor's MLP (paper III-D)."""
+    actor_depth: int = 4
+    """Hidden layers of the actor's MLP (paper III-D)."""
+    critic_width: int = 2048
+    """Units of each hidden layer of the critic's MLP (paper III-D)."""
+    critic_depth: int = 4
+    """Hidden layers of the critic's MLP (paper III-D)."""
+    symmetric_critic: bool = False
+    """Critic sees the actor's keys, with its own encoder and recurrence (paper V-C ablation)."""
+    num_quantiles: int = 32
+    """Quantiles per critic (paper III-D)."""
+    kappa: float = 1.0
+    """Huber threshold of the quantile loss (DESIGN 6)."""
+    gamma: float = 0.9896
+    """Discount per control step (paper IV-B)."""
+    n_step: int = 7
+    """Steps of the multi-step return (paper IV-B)."""
+    alpha: float = 0.01
+    """Fixed entropy coefficient (paper IV-B)."""
+    actor_lr: float = 2.5e-5
+    """Adam learning rate of the actor (paper IV-B)."""
+    critic_lr: float = 2.5e-5
+    """Adam learning rate of the critics (paper IV-B)."""
+    tau: float = 0.005
+    """Polyak coefficient of the target critics (DESIGN 6)."""
+    actor_q: str = "min"
+    """How the actor loss combines the twin critics' means: 'min' or 'mean'."""
+    log_std_min: float = -5.0
+    """Lower clamp of the Gaussian's log standard deviation (our choice, as in SAC implementations)."""
+    log_std_max: float = 2.0
+    """Upper clamp of the Gaussian's log standard deviation."""
+    augment: bool = True
+    """Random shift of image observations during updates (paper III-E)."""
+    max_shift_px: int = 4
+    """Largest shift in pixels, with reflect padding (paper IV-B)."""
+    zero_hidden_init: bool = False
+    """Burn-in starts from zeros instead of the stored hidden state (paper V-C ablation)."""
+
+    def __post_init__(self):
+        if self.actor_q not in ("min", "mean"):
+            raise ValueError(f"actor_q={self.actor_q!r}; valid: 'min', 'mean'")
+        if not (len(self.cnn_channels) == len(self.cnn_kernels) == len(self.cnn_strides)):
+            raise ValueError(f"cnn_channels {self.cnn_channels}, cnn_kernels {self.cnn_kernels} and "
+                             f"cnn_strides {self.cnn_strides} must have the same length")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig:
+    """The sequence replay and its batches."""
+
+    capacity: int = 5_000_000
+    """Stored transitions (paper IV-B: 5 million)."""
+    batch_sequences: int = 16
+    """Sequences per batch (paper IV-B: 16 x 32 = mini-batch of 512)."""
+    seq_len: int = 32
+    """Trained steps per sequence (paper IV-B)."""
+    burn_in: int = 16
+    """Steps run without gradients before the trained ones (paper IV-B)."""
+    path: str | None = None
+    """Directory for np.memmap storage; None keeps the buffer in RAM."""
+    hidden_dtype: str = "float16"
+    """Storage dtype of the actor hidden state. Paper: IV-B does not say; float16 halves its 2 KB per row."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The single-process loop: epochs of collected steps and updates (DESIGN 7)."""
+
+    epochs: int = 20_000
+    """Training epochs (paper IV-B)."""
+    env_steps_per_epoch: int = 500
+    """Environment steps (all sub-environments together) per epoch (ours; the paper gives none)."""
+    updates_per_epoch: int = 50
+    """Gradient updates per epoch (ours; the paper gives none)."""
+    num_envs: int = 20
+    """Parallel sub-environments (paper IV-B: 20 rollout workers)."""
+    reset_epoch: int | None = 2000
+    """Epoch at which networks and optimisers are reinitialised (paper IV-B: 2000); None: never."""
+    learning_starts: int = 1000
+    """Transitions in the buffer before the first update (ours)."""
+
+
+VARIANTS = ("asymmetric", "symmetric_critic", "zero_hidden", "hidden_128", "no_rnn", "no_aug", "no_reset",
+            "gt_sophy")
+"""The main agent and the ablations of paper V-C, plus the GT Sophy baseline of paper IV-C."""
+
+
+def with_variant(agent: AgentConfig, train: TrainConfig, variant: str) -> tuple[AgentConfig, TrainConfig]:
+    """Return (agent, train) configs changed for ``variant`` (one of :data:`VARIANTS`)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    rep = dataclasses.replace
+    if variant == "symmetric_critic":
+        agent = rep(agent, symmetric_critic=True)
+    elif variant == "zero_hidden":
+        agent = rep(agent, zero_hidden_init=True)
+    elif variant == "hidden_128":
+        agent = rep(agent, hidden_size=128)
+    elif variant == "no_rnn":
+        agent = rep(agent, recurrent=False)
+    elif variant == "no_aug":
+        agent = rep(agent, augment=False)
+    elif variant == "no_reset":
+        train = rep(train, reset_epoch=None)
+    elif variant == "gt_sophy":
+        # Paper IV-C: GT Sophy (Wurman et al.) drives from proprio and global features, no image, no RNN.
+        agent = rep(agent, actor_keys=("proprio", "course_points", "opponent_grid"), recurrent=False)
+    return agent, train

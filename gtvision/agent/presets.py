@@ -1,0 +1,101 @@
+"""The presets, in one place (DESIGN 9): ``paper``, ``cpu``, ``smoke``.
+
+``paper`` holds every number of paper III-D, III-E and IV-B, each with its section. ``cpu`` is sized to
+learn on a 2-core laptop in hours; ``smoke`` runs in seconds (tests and CI). Variants (paper V-C) apply on
+top of any preset: ``get_preset("cpu", variant="no_rnn")``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from .config import VARIANTS, AgentConfig, ReplayConfig, TrainConfig, with_variant
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A resolved configuration: networks and update, replay, training loop."""
+
+    name: str
+    """Preset name (one of :data:`PRESET_NAMES`)."""
+    variant: str
+    """Ablation applied (one of ``config.VARIANTS``)."""
+    agent: AgentConfig
+    """Networks and QR-SAC update."""
+    replay: ReplayConfig
+    """Sequence replay."""
+    train: TrainConfig
+    """Single-process training loop."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _paper() -> tuple[AgentConfig, ReplayConfig, TrainConfig]:
+    agent = AgentConfig(
+        actor_keys=("image", "proprio"),                          # III-D: actor on local features only
+        critic_keys=("proprio", "course_points", "opponent_grid"),  # III-D: critic on proprio + global
+        cnn_channels=(32, 64, 64), cnn_kernels=(8, 4, 3), cnn_strides=(4, 2, 1),  # III-D
+        image_embed=512,                                          # III-D
+        recurrent=True, hidden_size=512,                          # III-D GRU; V-C: hidden state of 512
+        actor_width=2048, actor_depth=4,                          # III-D: four 2048-unit layers
+        critic_width=2048, critic_depth=4,                        # III-D
+        num_quantiles=32,                                         # III-D: 32 quantile units
+        gamma=0.9896,                                             # IV-B
+        n_step=7,                                                 # IV-B
+        alpha=0.01,                                               # IV-B: entropy coefficient
+        actor_lr=2.5e-5, critic_lr=2.5e-5,                        # IV-B: Adam, one learning rate
+        augment=True, max_shift_px=4,                             # III-E, IV-B: random shift, mirrored padding
+        tau=0.005, kappa=1.0,                                     # DESIGN 6 (not in the paper)
+    )
+    replay = ReplayConfig(
+        capacity=5_000_000,                                       # IV-B: 5 million samples
+        batch_sequences=16, seq_len=32,                           # IV-B: mini-batch 512 = 16 x 32
+        burn_in=16,                                               # IV-B: 16-step burn-in
+    )
+    train = TrainConfig(
+        epochs=20_000,                                            # IV-B
+        reset_epoch=2000,                                         # III-E, IV-B: when the buffer is full
+        num_envs=20,                                              # IV-B: 20 rollout workers
+        env_steps_per_epoch=500, updates_per_epoch=50,            # ours: the paper does not define an epoch
+        learning_starts=10_000,
+    )
+    return agent, replay, train
+
+
+def _cpu() -> tuple[AgentConfig, ReplayConfig, TrainConfig]:
+    agent, replay, train = _paper()
+    # Ours: a 2-core laptop. Narrower MLPs and GRU, a larger learning rate for fewer updates.
+    agent = dataclasses.replace(agent, image_embed=256, hidden_size=256, actor_width=256, actor_depth=2,
+                                critic_width=256, critic_depth=2, actor_lr=3e-4, critic_lr=3e-4)
+    replay = dataclasses.replace(replay, capacity=200_000, batch_sequences=8, seq_len=16, burn_in=8)
+    train = dataclasses.replace(train, epochs=2000, num_envs=8, env_steps_per_epoch=400, updates_per_epoch=25,
+                                reset_epoch=500, learning_starts=2000)
+    return agent, replay, train
+
+
+def _smoke() -> tuple[AgentConfig, ReplayConfig, TrainConfig]:
+    agent, replay, train = _paper()
+    agent = dataclasses.replace(agent, cnn_channels=(4, 8, 8), image_embed=16, hidden_size=16, actor_width=32,
+                                actor_depth=2, critic_width=32, critic_depth=2, num_quantiles=8, n_step=3,
+                                actor_lr=1e-3, critic_lr=1e-3)
+    replay = dataclasses.replace(replay, capacity=2_000, batch_sequences=4, seq_len=8, burn_in=4)
+    train = dataclasses.replace(train, epochs=3, num_envs=2, env_steps_per_epoch=64, updates_per_epoch=2,
+                                reset_epoch=2, learning_starts=40)
+    return agent, replay, train
+
+
+_PRESETS = {"paper": _paper, "cpu": _cpu, "smoke": _smoke}
+PRESET_NAMES = tuple(_PRESETS)
+"""Valid preset names."""
+
+
+def get_preset(name: str, variant: str = "asymmetric") -> Preset:
+    """The resolved preset ``name`` with ``variant`` applied; unknown names raise ``ValueError``."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESET_NAMES)}")
+    agent, replay, train = _PRESETS[name]()
+    agent, train = with_variant(agent, train, variant)
+    return Preset(name, variant, agent, replay, train)
+
+
+__all__ = ["PRESET_NAMES", "VARIANTS", "Preset", "get_preset"]

@@ -1,0 +1,219 @@
+"""QR-SAC (paper III-D, IV-B; DESIGN 6): the quantile loss, the target, and the agent.
+
+The agent's API follows DrQ-v2: ``act(obs, hidden, eval_mode) -> (action, hidden)`` and
+``update(batch) -> metrics``; ``reinitialise()`` is the network reset of paper III-E.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from .augment import random_shift
+from .config import AgentConfig
+from .networks import Actor, QuantileCritic, as_dict_space
+
+
+def quantile_midpoints(n: int, device=None) -> torch.Tensor:
+    """tau_i = (2i + 1) / 2N, i = 0..N-1: the quantile levels the N outputs estimate, shape (N,)."""
+    return (2 * torch.arange(n, device=device, dtype=torch.float32) + 1) / (2 * n)
+
+
+def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, kappa: float = 1.0,
+                        mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Quantile Huber loss of Dabney et al. (QR-DQN), as in QR-SAC.
+
+    ``pred`` (..., N) quantiles at tau_i = (2i+1)/2N; ``target`` (..., M) target samples (no gradient).
+    With u_ij = target_j - pred_i and Huber_kappa(u) = u^2 / 2 if |u| <= kappa else kappa (|u| - kappa / 2):
+    rho_ij = |tau_i - 1{u_ij < 0}| Huber_kappa(u_ij) / kappa; per sample, sum over i and mean over j;
+    then the (``mask``-weighted, shape (...)) mean over samples. Returns a scalar.
+    """
+    u = target.detach().unsqueeze(-2) - pred.unsqueeze(-1)  # (..., N, M)
+    abs_u = u.abs()
+    huber = torch.where(abs_u <= kappa, 0.5 * u ** 2, kappa * (abs_u - 0.5 * kappa))
+    tau = quantile_midpoints(pred.shape[-1], pred.device).unsqueeze(-1)  # (N, 1)
+    rho = (tau - (u < 0).float()).abs() * huber / kappa
+    per_sample = rho.mean(-1).sum(-1)  # (...)
+    if mask is None:
+        return per_sample.mean()
+    return (per_sample * mask).sum() / mask.sum().clamp(min=1)
+
+
+def qrsac_target(nstep_return: torch.Tensor, discount: torch.Tensor, q1_next: torch.Tensor, q2_next: torch.Tensor,
+                 log_prob_next: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Target quantiles (..., N) of QR-SAC.
+
+    Per sample the target critic whose quantiles have the lower mean is taken (the distributional form of
+    clipped double-Q), alpha * log pi(a'|s') is subtracted from every one of its quantiles, and the result
+    is discounted onto the n-step return:  R + discount * (Z_sel(s', a') - alpha log pi(a'|s')).
+
+    ``nstep_return``, ``discount``, ``log_prob_next``: (...); ``q1_next``, ``q2_next``: (..., N).
+    """
+    lower = (q1_next.mean(-1) <= q2_next.mean(-1)).unsqueeze(-1)
+    z_next = torch.where(lower, q1_next, q2_next) - alpha * log_prob_next.unsqueeze(-1)
+    return nstep_return.unsqueeze(-1) + discount.unsqueeze(-1) * z_next
+
+
+def polyak_update(online: nn.Module, target: nn.Module, tau: float):
+    """target <- (1 - tau) target + tau online, in place."""
+    with torch.no_grad():
+        t, o = list(target.parameters()), list(online.parameters())
+        torch._foreach_lerp_(t, o, tau)
+
+
+def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (B, T, ...) at time ``index`` (B, L) -> (B, L, ...)."""
+    idx = index.reshape(*index.shape, *([1] * (x.dim() - 2))).expand(*index.shape, *x.shape[2:])
+    return torch.gather(x, 1, idx)
+
+
+class QRSACAgent:
+    """Asymmetric recurrent QR-SAC: a vision actor, twin quantile critics on the global state."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Box, config: AgentConfig,
+                 device: str | torch.device = "cpu", burn_in: int = 16):
+        if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+            raise TypeError(f"action space {action_space} is not a 1-d Box")
+        self.observation_space = as_dict_space(observation_space)
+        self.obs_is_dict = isinstance(observation_space, spaces.Dict)
+        self.action_space, self.config, self.device = action_space, config, torch.device(device)
+        self.burn_in = burn_in
+        self.action_dim = action_space.shape[0]
+        self.action_low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
+        self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
+        self.reinitialise()
+
+    # --- networks -----------------------------------------------------------------------------------------
+    def reinitialise(self):
+        """Fresh networks, targets and optimisers (paper III-E: when the buffer first fills)."""
+        cfg, space = self.config, self.observation_space
+        self.actor = Actor(space, self.action_dim, cfg).to(self.device)
+        self.critics = nn.ModuleList([QuantileCritic(space, self.action_dim, cfg) for _ in range(2)]).to(self.device)
+        self.critic_targets = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.actor.hidden_size
+
+    @property
+    def replay_keys(self) -> tuple[str, ...]:
+        """Observation keys the replay must store: those of the actor and of the critics."""
+        keys = self.actor.keys + self.critics[0].keys
+        return tuple(k for k in self.observation_space.spaces if k in keys)
+
+    @property
+    def image_keys(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.actor.torso.image_keys + self.critics[0].torso.image_keys))
+
+    def initial_hidden(self, num_envs: int) -> torch.Tensor:
+        """Actor state at an episode's start: zeros (num_envs, hidden_size)."""
+        return torch.zeros(num_envs, self.hidden_size, device=self.device)
+
+    def _to_env_action(self, a: torch.Tensor) -> torch.Tensor:
+        return self.action_low + (a + 1) * 0.5 * (self.action_high - self.action_low)
+
+    def _from_env_action(self, a: torch.Tensor) -> torch.Tensor:
+        return (2 * (a - self.action_low) / (self.action_high - self.action_low) - 1).clamp(-1, 1)
+
+    # --- acting -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: Mapping[str, np.ndarray] | np.ndarray, hidden: torch.Tensor,
+            eval_mode: bool = False) -> tuple[np.ndarray, torch.Tensor]:
+        """One control step for N environments.
+
+        ``obs``: batched observations (N, ...) (a dict for Dict spaces); ``hidden`` (N, hidden_size), the
+        state entering this step (:meth:`initial_hidden` at an episode's first step). Returns the action
+        (N, A) in the action space's units (sampled; the Gaussian's mean squashed if ``eval_mode``) and
+        the next hidden state (N, hidden_size).
+        """
+        if not self.obs_is_dict:
+            obs = {"obs": obs}
+        seq = {k: torch.as_tensor(np.asarray(obs[k]), device=self.device).unsqueeze(1) for k in self.actor.keys}
+        features, hidden = self.actor.torso.unroll(seq, hidden)
+        action, _ = self.actor.sample(features[:, 0], deterministic=eval_mode)
+        return self._to_env_action(action).cpu().numpy(), hidden
+
+    # --- learning -----------------------------------------------------------------------------------------
+    def update(self, batch: dict) -> dict[str, float]:
+        """One QR-SAC gradient step on a batch of :meth:`SequenceReplay.sample`.
+
+        Rows 0..burn_in-1 of each window warm up the recurrent states without gradients; rows
+        burn_in..burn_in+L-1 are trained; their n-step targets bootstrap from rows ``bootstrap_index``.
+        """
+        cfg, bi = self.config, self.burn_in
+        obs, first, mask = dict(batch["obs"]), batch["first"], batch["mask"]
+        L = mask.shape[1]
+        # Paper: III-E/IV-B give a random shift of up to 4 px, not how it meets sequences; ours: one shift per
+        # sequence, shared by its frames, so the recurrent actor sees a steady camera.
+        if cfg.augment:
+            for k in self.image_keys:
+                obs[k] = random_shift(obs[k], cfg.max_shift_px)
+        h0 = batch["hidden"] if not cfg.zero_hidden_init else torch.zeros_like(batch["hidden"])
+        if self.actor.hidden_size == 0:
+            h0 = h0[:, :0]
+        boot = batch["bootstrap_index"] - bi  # (B, L) into the post-burn-in axis
+        action = self._from_env_action(batch["action"][:, bi:bi + L])
+
+        # Actor features of rows burn_in.. (B, L + n, F); the burn-in runs from the stored state.
+        feats, _ = self.actor.torso.unroll(obs, h0, first, burn_in=bi)
+        # Critic features. Paper: V-C's symmetric critic has its own recurrence but no stored state is described;
+        # ours: it burns in from zeros over the same burn-in rows.
+        crit_feats = [c.torso.unroll(obs, c.torso.initial_hidden(first), first, burn_in=bi)[0] for c in self.critics]
+
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor.sample(_gather_time(feats.detach(), boot))
+            q_next = [t.quantiles(_gather_time(t.torso.unroll(obs, t.torso.initial_hidden(first), first, burn_in=bi)[0], boot),
+                                  next_action) for t in self.critic_targets]
+            target = qrsac_target(batch["nstep_return"], batch["nstep_discount"], q_next[0], q_next[1],
+                                  next_log_prob, cfg.alpha)
+
+        # Critic step: quantile Huber loss of both critics against the shared target.
+        q = [c.quantiles(f[:, :L], action) for c, f in zip(self.critics, crit_feats)]
+        critic_loss = sum(quantile_huber_loss(qi, target, cfg.kappa, mask) for qi in q)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        # Actor step: alpha log pi(a|s) - Q(s, a), Q the mean over quantiles of the critics combined by
+        # cfg.actor_q. Paper: III-D does not give the actor loss; 'min' of the twin means is SAC's rule and
+        # matches the lower-mean target. The critics' features are detached: the actor loss trains no critic.
+        new_action, log_prob = self.actor.sample(feats[:, :L])
+        self.critics.requires_grad_(False)  # gradients flow through the critics to the action only
+        q_pi = torch.stack([c.quantiles(f[:, :L].detach(), new_action).mean(-1)
+                            for c, f in zip(self.critics, crit_feats)])
+        q_pi = q_pi.min(0).values if cfg.actor_q == "min" else q_pi.mean(0)
+        actor_loss = ((cfg.alpha * log_prob - q_pi) * mask).sum() / mask.sum().clamp(min=1)
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        self.critics.requires_grad_(True)
+
+        for c, t in zip(self.critics, self.critic_targets):
+            polyak_update(c, t, cfg.tau)
+
+        return {
+            "losses/critic": float(critic_loss.detach()),
+            "losses/actor": float(actor_loss.detach()),
+            "values/q_mean": float(q[0].detach().mean()),
+            "values/target_mean": float(target.mean()),
+            "policy/log_prob": float(log_prob.detach().mean()),
+        }
+
+    # --- state --------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critics": self.critics.state_dict(),
+                "critic_targets": self.critic_targets.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+                "critic_opt": self.critic_opt.state_dict()}
+
+    def load_state_dict(self, state: dict):
+        self.actor.load_state_dict(state["actor"])
+        self.critics.load_state_dict(state["critics"])
+        self.critic_targets.load_state_dict(state["critic_targets"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])

@@ -1,0 +1,259 @@
+"""The QR-SAC agent: loss, target, variants, reset, burn-in, augmentation. Tiny networks (smoke preset)."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from gtvision.agent import (
+    VARIANTS,
+    SequenceReplay,
+    get_preset,
+    qrsac_target,
+    quantile_huber_loss,
+    random_shift,
+)
+from gtvision.agent.augment import reflect_index
+from gtvision.agent.presets import PRESET_NAMES
+from gtvision.agent.qrsac import QRSACAgent
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks run fastest on one thread, and do not spin-wait on a core another process holds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+OBS_SPACE = spaces.Dict({  # the racing envs' observation (gtvision.env.observations)
+    "course_points": spaces.Box(-np.inf, np.inf, (177, 3), np.float32),
+    "image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+    "opponent_grid": spaces.Box(-np.inf, np.inf, (14, 6), np.float32),
+    "proprio": spaces.Box(-np.inf, np.inf, (18,), np.float32),
+})
+ACTION_SPACE = spaces.Box(-1, 1, (2,), np.float32)
+
+
+def random_batch(agent, preset, num_envs=2, steps=40, seed=0):
+    """A replay filled with random observations (episodes of 13 steps) and one sampled batch."""
+    rng = np.random.default_rng(seed)
+    replay = SequenceReplay(agent.observation_space, agent.replay_keys, 2, agent.hidden_size, num_envs,
+                            preset.replay, preset.agent.gamma, preset.agent.n_step, seed=seed)
+
+    def obs():
+        return {k: (rng.integers(0, 256, (num_envs, *s.shape), dtype=np.uint8) if s.dtype == np.uint8
+                    else rng.normal(size=(num_envs, *s.shape)).astype(np.float32))
+                for k, s in agent.observation_space.spaces.items()}
+
+    o = obs()
+    for t in range(steps):
+        hidden = rng.normal(size=(num_envs, agent.hidden_size)).astype(np.float32)
+        end = np.full(num_envs, t % 13 == 12)
+        replay.add(o, hidden, rng.uniform(-1, 1, (num_envs, 2)), rng.normal(size=num_envs), end & (t % 2 == 0),
+                   end & (t % 2 == 1), next_o := obs())
+        o = next_o
+    return replay.sample()
+
+
+def make_agent(variant="asymmetric", **agent_changes):
+    preset = get_preset("smoke", variant)
+    preset = dataclasses.replace(preset, agent=dataclasses.replace(preset.agent, **agent_changes))
+    return QRSACAgent(OBS_SPACE, ACTION_SPACE, preset.agent, burn_in=preset.replay.burn_in), preset
+
+
+def test_quantile_huber_loss_matches_hand_computation():
+    pred = torch.tensor([[0.0, 1.0]])    # N = 2 quantiles at tau = 1/4, 3/4
+    target = torch.tensor([[0.5, 3.0]])  # M = 2 target samples
+    # u = target_j - pred_i; Huber(0.5) = 0.125, Huber(3) = 2.5, Huber(2) = 1.5 (kappa = 1)
+    # i=0 (tau 1/4): u = 0.5, 3  -> 0.25 * 0.125, 0.25 * 2.5  -> mean 0.328125
+    # i=1 (tau 3/4): u = -0.5, 2 -> 0.25 * 0.125, 0.75 * 1.5  -> mean 0.578125
+    assert quantile_huber_loss(pred, target).item() == pytest.approx(0.90625)
+    # a masked-out sample does not count
+    pred2 = torch.cat([pred, torch.tensor([[100.0, -100.0]])])
+    target2 = torch.cat([target, torch.tensor([[0.0, 0.0]])])
+    assert quantile_huber_loss(pred2, target2, mask=torch.tensor([1.0, 0.0])).item() == pytest.approx(0.90625)
+    # kappa scales the quadratic zone: kappa = 4 makes every |u| <= 3 quadratic, divided by kappa
+    expected = (0.25 * (0.125 + 4.5) / 2 + (0.25 * 0.125 + 0.75 * 2.0) / 2) / 4
+    assert quantile_huber_loss(pred, target, kappa=4.0).item() == pytest.approx(expected)
+
+
+def test_target_uses_lower_mean_critic_and_subtracts_alpha_log_pi_from_every_quantile():
+    # sample 0: critic 1 has the lower mean (though the larger top quantile); sample 1: critic 2 does
+    q1 = torch.tensor([[-5.0, 0.0, 9.0], [1.0, 2.0, 3.0]])
+    q2 = torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.0, 1.0]])
+    ret, disc, log_prob, alpha = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 0.0]), torch.tensor([-2.0, 3.0]), 0.1
+    target = qrsac_target(ret, disc, q1, q2, log_prob, alpha)
+    torch.testing.assert_close(target[0], 1.0 + 0.5 * (q1[0] + 0.2))
+    torch.testing.assert_close(target[1], torch.full((3,), 2.0))  # terminated: no bootstrap at all
+    target = qrsac_target(ret, torch.tensor([0.5, 1.0]), q1, q2, log_prob, alpha)
+    torch.testing.assert_close(target[1], 2.0 + (q2[1] - 0.3))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_acts_and_updates_with_the_right_shapes(variant):
+    torch.manual_seed(0)
+    agent, preset = make_agent(variant)
+    n, hidden_size = 3, agent.hidden_size
+    assert hidden_size == (0 if variant in ("no_rnn", "gt_sophy") else 128 if variant == "hidden_128" else 16)
+    if variant == "gt_sophy":
+        assert "image" not in agent.replay_keys
+    obs = {k: np.zeros((n, *s.shape), s.dtype) for k, s in OBS_SPACE.spaces.items()}
+    action, hidden = agent.act(obs, agent.initial_hidden(n))
+    assert action.shape == (n, 2) and np.all(np.abs(action) <= 1) and hidden.shape == (n, hidden_size)
+    batch = random_batch(agent, preset)
+    before = {name: p.detach().clone() for name, p in
+              [*agent.actor.named_parameters(prefix="actor"), *agent.critics.named_parameters(prefix="critic")]}
+    metrics = agent.update(batch)
+    assert all(np.isfinite(v) for v in metrics.values())
+    after = dict([*agent.actor.named_parameters(prefix="actor"), *agent.critics.named_parameters(prefix="critic")])
+    unchanged = [name for name, p in after.items() if torch.equal(p, before[name])]
+    assert not unchanged, f"parameters without a gradient step: {unchanged}"
+    b, L = batch["mask"].shape
+    features, _ = agent.critics[0].torso.unroll(batch["obs"], torch.zeros(b, agent.critics[0].torso.hidden_size),
+                                                batch["first"], burn_in=preset.replay.burn_in)
+    q = agent.critics[0].quantiles(features[:, :L], batch["action"][:, preset.replay.burn_in:][:, :L])
+    assert q.shape == (b, L, preset.agent.num_quantiles)
+
+
+@pytest.mark.parametrize("zero_hidden", [False, True])
+def test_burn_in_starts_from_the_stored_hidden_state(zero_hidden, monkeypatch):
+    agent, preset = make_agent(zero_hidden_init=zero_hidden)
+    batch = random_batch(agent, preset)
+    assert batch["hidden"].abs().sum() > 0
+    seen = []
+    unroll = agent.actor.torso.unroll
+    monkeypatch.setattr(agent.actor.torso, "unroll", lambda obs, h, *a, **k: (seen.append(h.clone()),
+                                                                              unroll(obs, h, *a, **k))[1])
+    agent.update(batch)
+    expected = torch.zeros_like(batch["hidden"]) if zero_hidden else batch["hidden"]
+    torch.testing.assert_close(seen[0], expected)
+
+
+def test_burn_in_runs_without_gradients():
+    agent, preset = make_agent()
+    batch = random_batch(agent, preset)
+    torso, bi = agent.actor.torso, preset.replay.burn_in
+    obs = dict(batch["obs"])
+    obs["proprio"] = obs["proprio"].clone().requires_grad_(True)
+    features, _ = torso.unroll(obs, batch["hidden"], batch["first"], burn_in=bi)
+    assert features.shape[1] == obs["proprio"].shape[1] - bi
+    features.sum().backward()
+    assert obs["proprio"].grad[:, :bi].abs().sum() == 0  # the burn-in only sets the recurrent state
+    assert obs["proprio"].grad[:, bi:].abs().sum() > 0
+
+
+def test_reset_changes_every_weight_and_clears_the_optimiser():
+    torch.manual_seed(0)
+    agent, preset = make_agent()
+    agent.update(random_batch(agent, preset))
+    assert agent.actor_opt.state and agent.critic_opt.state
+    old = {name: p.detach().clone() for name, p in
+           [*agent.actor.named_parameters(prefix="actor"), *agent.critics.named_parameters(prefix="critic")]}
+    agent.reinitialise()
+    new = dict([*agent.actor.named_parameters(prefix="actor"), *agent.critics.named_parameters(prefix="critic")])
+    assert new.keys() == old.keys()
+    same = [name for name in new if torch.equal(new[name], old[name])]
+    assert not same, f"not reinitialised: {same}"
+    assert not agent.actor_opt.state and not agent.critic_opt.state
+    for c, t in zip(agent.critics, agent.critic_targets):
+        assert all(torch.equal(a, b) for a, b in zip(c.parameters(), t.parameters()))
+    assert agent.actor_opt.param_groups[0]["params"][0] is next(agent.actor.parameters())
+
+
+def test_shift_pads_by_reflection_and_moves_by_at_most_4_px():
+    h = w = 12
+    img = torch.arange(h * w * 3, dtype=torch.int64).reshape(1, h, w, 3).remainder(251).to(torch.uint8)
+    out = random_shift(img, 4, shifts=torch.tensor([[3, -4]]))
+    assert out.dtype == torch.uint8
+    # content moves by (3, -4): out[y, x] = img[y + 3, x - 4]
+    torch.testing.assert_close(out[0, :h - 3, 4:], img[0, 3:, :w - 4])
+    # the uncovered border is the mirror image, edge pixel not repeated: column x - 4 = -1 -> 1, -4 -> 4
+    torch.testing.assert_close(out[0, :h - 3, 3], img[0, 3:, 1])
+    torch.testing.assert_close(out[0, :h - 3, 0], img[0, 3:, 4])
+    torch.testing.assert_close(out[0, h - 1, 4:], img[0, 8, :w - 4])  # row 11 + 3 = 14 -> 2 * 11 - 14 = 8
+    assert reflect_index(torch.tensor([-4, -1, 0, 11, 12, 15]), 12).tolist() == [4, 1, 0, 11, 10, 7]
+    # random shifts: every (B, T) sequence is moved by one shift within [-4, 4] shared by its frames
+    torch.manual_seed(0)
+    frames = torch.randint(0, 256, (64, 3, h, w, 3), dtype=torch.uint8)
+    out = random_shift(frames, 4)
+    for b in range(64):
+        found = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                 if torch.equal(random_shift(frames[b:b + 1], 4, shifts=torch.tensor([[dy, dx]])), out[b:b + 1])]
+        assert len(found) == 1
+
+
+def test_act_resamples_unless_eval_mode():
+    agent, _ = make_agent()
+    obs = {k: np.zeros((1, *s.shape), s.dtype) for k, s in OBS_SPACE.spaces.items()}
+    h = agent.initial_hidden(1)
+    a1, h1 = agent.act(obs, h, eval_mode=True)
+    a2, h2 = agent.act(obs, h, eval_mode=True)
+    np.testing.assert_array_equal(a1, a2)
+    torch.testing.assert_close(h1, h2)
+    assert not torch.equal(h1, h)  # the GRU consumed the observation
+
+
+def test_box_observation_space_and_unknown_names():
+    box = spaces.Box(-1, 1, (5,), np.float32)
+    preset = get_preset("smoke")
+    cfg = dataclasses.replace(preset.agent, actor_keys=None, critic_keys=None)
+    agent = QRSACAgent(box, spaces.Box(-2, 2, (1,), np.float32), cfg, burn_in=preset.replay.burn_in)
+    action, _ = agent.act(np.zeros((4, 5), np.float32), agent.initial_hidden(4))
+    assert action.shape == (4, 1) and np.all(np.abs(action) <= 2)
+    with pytest.raises(KeyError, match="valid"):
+        QRSACAgent(box, ACTION_SPACE, preset.agent)
+    with pytest.raises(ValueError, match="valid: paper, cpu, smoke"):
+        get_preset("laptop")
+    with pytest.raises(ValueError, match="valid: asymmetric"):
+        get_preset("smoke", "no_critic")
+
+
+def test_paper_preset_holds_the_papers_numbers():
+    p = get_preset("paper")
+    assert (p.agent.cnn_channels, p.agent.cnn_kernels, p.agent.cnn_strides) == ((32, 64, 64), (8, 4, 3), (4, 2, 1))
+    assert (p.agent.image_embed, p.agent.hidden_size, p.agent.actor_width, p.agent.actor_depth) == (512, 512, 2048, 4)
+    assert (p.agent.critic_width, p.agent.critic_depth, p.agent.num_quantiles) == (2048, 4, 32)
+    assert (p.agent.gamma, p.agent.n_step, p.agent.alpha, p.agent.actor_lr) == (0.9896, 7, 0.01, 2.5e-5)
+    assert (p.replay.batch_sequences * p.replay.seq_len, p.replay.burn_in, p.replay.capacity) == (512, 16, 5_000_000)
+    assert (p.train.reset_epoch, p.train.epochs, p.agent.max_shift_px) == (2000, 20_000, 4)
+    assert set(PRESET_NAMES) == {"paper", "cpu", "smoke"}
+
+
+def test_training_loop_smoke_on_a_gymnasium_task_and_on_tokyo():
+    from gtvision.agent.loop import train_local
+    preset = get_preset("smoke")
+    generic = dataclasses.replace(preset, agent=dataclasses.replace(preset.agent, actor_keys=None, critic_keys=None))
+    agent, _, history = train_local("Pendulum-v1", generic, epochs=2)
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert np.isfinite(history[-1]["losses/critic"])
+    assert not agent.actor_opt.state  # smoke: reinitialised at the end of epoch 2, after its updates
+    agent, _, history = train_local("gtvision/Tokyo-v0", preset, epochs=1)
+    assert history[-1]["charts/transitions"] >= 60 and np.isfinite(history[-1]["losses/actor"])
+
+
+def test_training_loop_stores_the_hidden_state_entering_each_observation():
+    import gymnasium as gym
+    from test_replay import CountingEnv
+
+    from gtvision.agent.loop import train_local
+    preset = get_preset("smoke")
+    preset = dataclasses.replace(
+        preset, agent=dataclasses.replace(preset.agent, actor_keys=("vec",), critic_keys=("vec",)),
+        train=dataclasses.replace(preset.train, env_steps_per_epoch=60, learning_starts=10 ** 9))
+    envs = gym.vector.SyncVectorEnv([lambda i=i: CountingEnv(offset=i) for i in range(2)])
+    agent, replay, _ = train_local(envs, preset, epochs=1)  # no updates: the actor is the one that acted
+    for e in range(2):
+        rows = slice(e * replay.stream_capacity, e * replay.stream_capacity + replay.size[e])
+        vec = torch.as_tensor(replay.storage["obs/vec"][rows])
+        stored = torch.as_tensor(replay.storage["hidden"][rows].astype(np.float32))
+        first, last = replay.storage["first"][rows], replay.storage["last"][rows]
+        assert first[0] and first.sum() >= 3
+        h = agent.initial_hidden(1)
+        for t in range(len(vec)):
+            if first[t]:
+                h = agent.initial_hidden(1)
+            if not last[t]:
+                torch.testing.assert_close(stored[t], h[0], atol=2e-3, rtol=0)  # stored as float16
+            _, h = agent.actor.torso.unroll({"vec": vec[t][None, None]}, h)
