@@ -493,3 +493,21 @@ def test_grid_races_of_a_batch_differ_and_a_seed_repeats():
     b = run_race("tokyo", laps=1, num_races=2, num_cars=4, seed=3, progress=False, max_time_s=15.0)
     assert torch.equal(a.final_state.x, b.final_state.x)
     assert not torch.equal(a.final_state.x[0], a.final_state.x[1])
+
+
+@pytest.mark.parametrize("car_name", list(CARS))
+def test_steering_held_past_the_limit_pushes_wide_instead_of_spinning(car_name):
+    """Limit understeer (core.REAR_GRIP_GAIN): coasting at 144 km/h with the wheels held at 3 degrees
+    (far more than the grip allows), the car slides wide but does not spin."""
+    spec = TrackSpec(name="pad", display_name="Skid pad", real_length_m=2 * 2000 + 2 * math.pi * 150,
+                     segments=(("S", 2000.0), ("L", 150.0, 180.0), ("S", 2000.0), ("L", 150.0, 180.0)),
+                     width_m=80.0, runoff_m=(10.0, 10.0))
+    pad = build_track(spec)
+    params = core.make_params(pad, car_name)
+    state = _place(core.reset(params, 1, 1), pad, 300.0, 0.0, speed_mps=40.0)
+    slip = []
+    for k in range(20):  # 2 s
+        state = core.step(state, _pedal(1, 1, 1.0 if k == 0 else 0.0, 0.0), params)
+        slip.append(math.degrees(math.atan2(float(state.vy), abs(float(state.vx)))))
+    assert float(state.wall_time_s) == 0.0
+    assert max(abs(b) for b in slip) < 10.0, f"body slip reached {max(abs(b) for b in slip):.0f} deg"

@@ -44,6 +44,11 @@ ROLLING_RESISTANCE = 0.015
 """Rolling resistance coefficient of the tyres on asphalt."""
 TIRE_B, TIRE_C = 12.0, 1.4
 """Magic-formula shape of ``sin(C atan(B alpha))``: peak near 7 degrees of slip, 81% when sliding."""
+REAR_GRIP_GAIN = 1.1
+"""Rear axle cornering grip over the front's, per unit load (its friction circle is this much wider
+sideways): with both axles at their peak the car is then not neutral but pushes wide (limit
+understeer), as race cars are set up; without it a car whose steering is held past the limit keeps
+its yaw rate and spins. Traction and braking limits are unchanged."""
 REAR_STIFFNESS_GAIN = 1.2
 """Rear tyres are wider: their cornering stiffness is this much higher (a stable, understeering car)."""
 LOAD_SENSITIVITY = 0.12
@@ -502,7 +507,7 @@ def _tick(state: SimState, steer: torch.Tensor, params: SimParams) -> SimState:
     alpha_f = torch.atan2(vy + a * r, vxs) - steer * torch.sign(vx + 1e-3)
     alpha_r = torch.atan2(vy - b * r, vxs)
     fy_cap_f = torch.sqrt((fmax_f * fmax_f - fx_f * fx_f).clamp(min=0.0))
-    fy_cap_r = torch.sqrt((fmax_r * fmax_r - fx_r * fx_r).clamp(min=0.0))
+    fy_cap_r = torch.sqrt(((REAR_GRIP_GAIN * fmax_r) ** 2 - fx_r * fx_r).clamp(min=0.0))
     fy_f = -fy_cap_f * torch.sin(TIRE_C * torch.atan(TIRE_B * alpha_f))
     fy_r = -fy_cap_r * torch.sin(TIRE_C * torch.atan(REAR_STIFFNESS_GAIN * TIRE_B * alpha_r))
 
