@@ -19,13 +19,7 @@ from gtvision.agent.presets import PRESET_NAMES
 from gtvision.agent.qrsac import QRSACAgent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run fastest on one thread, and do not spin-wait on a core another process holds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 OBS_SPACE = spaces.Dict({  # the racing envs' observation (gtvision.env.observations)
     "course_points": spaces.Box(-np.inf, np.inf, (177, 3), np.float32),

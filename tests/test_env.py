@@ -18,27 +18,18 @@ from gtvision.env import RACE, observations
 from gtvision.env.episodes import BOP_RANGE, CURRICULUM_OPPONENTS, TRAINING_EPISODE_S
 from gtvision.env.racing import RacingEnv, RacingVectorEnv
 from gtvision.sim import core
-from gtvision.sim.track import TrackSpec, build_track
 
 IDS = ("gtvision/Tokyo-v0", "gtvision/Spa-v0", "gtvision/Sarthe-v0")
 SMALL = {"image_size": 16}  # the tests that do not look at the image draw it small
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def straight():
+def straight(make_oval):
     """A flat oval with two 2 km straights, 12 m wide (6 m either side of the centerline)."""
-    turn = ("L", 150.0, 180.0)
-    spec = TrackSpec(name="oval12", display_name="Test oval", real_length_m=4000 + 2 * math.pi * 150,
-                     segments=(("S", 2000.0), turn, ("S", 2000.0), turn), width_m=12.0, runoff_m=(5.0, 5.0))
-    return build_track(spec)
+    return make_oval("oval12", width_m=12.0, runoff_m=5.0)
 
 
 def _scene(track, s_m, lat_m, speed_mps, num_cars):

@@ -8,13 +8,7 @@ from gymnasium import spaces
 from gtvision.agent import ReplayConfig, SequenceReplay, get_preset, n_step_targets
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run fastest on one thread, and do not spin-wait on a core another process holds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 GAMMA = 0.9
 

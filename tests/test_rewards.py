@@ -13,28 +13,16 @@ import torch
 from gtvision import rewards
 from gtvision.rewards import RewardConfig
 from gtvision.sim import core
-from gtvision.sim.track import Surface, TrackSpec, build_track
+from gtvision.sim.track import Surface
 
-STRAIGHT_M = 2000.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def oval():
+def oval(make_oval):
     """A flat oval: two 2 km straights, 14 m wide, 10 m of tarmac run-off (no extra drag)."""
-    turn = ("L", 150.0, 180.0)
-    spec = TrackSpec(name="oval_tarmac", display_name="Test oval",
-                     real_length_m=2 * STRAIGHT_M + 2 * math.pi * 150,
-                     segments=(("S", STRAIGHT_M), turn, ("S", STRAIGHT_M), turn), width_m=14.0,
-                     runoff_m=(10.0, 10.0), runoff_surface=(Surface.TARMAC_RUNOFF, Surface.TARMAC_RUNOFF))
-    return build_track(spec)
+    return make_oval("oval_tarmac", width_m=14.0, runoff_m=10.0,
+                     runoff_surface=(Surface.TARMAC_RUNOFF, Surface.TARMAC_RUNOFF))
 
 
 def _place(state, track, s_m, lat_m, yaw_offset_rad=0.0, speed_mps=0.0):

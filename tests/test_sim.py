@@ -16,33 +16,20 @@ from gtvision.scenarios import SCENARIO_NAMES, get_scenario
 from gtvision.sim import core
 from gtvision.sim.biai import biai_controls, driving_plan
 from gtvision.sim.cars import CAR_NAMES, CARS, get_car
-from gtvision.sim.race import final_places
 from gtvision.sim.circuits import TRACK_NAMES, load_track
-from gtvision.sim.track import TrackSpec, build_track
+from gtvision.sim.race import final_places
 
-STRAIGHT_M = 2000.0
 TICK_S = 1.0 / core.PHYSICS_HZ
 STEP_S = core.TICKS_PER_CONTROL * TICK_S
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # the simulator's tensors are tiny: on a shared machine, intra-op threads only spin and wait
-    # (a 20-car step is ~5x slower with 2 threads than with 1)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def oval():
+def oval(make_oval):
     """A flat oval: two 2 km straights, 14 m wide, 10 m of grass run-off before the barriers."""
-    turn = ("L", 150.0, 180.0)
-    spec = TrackSpec(name="oval", display_name="Test oval", real_length_m=2 * STRAIGHT_M + 2 * math.pi * 150,
-                     segments=(("S", STRAIGHT_M), turn, ("S", STRAIGHT_M), turn),
-                     width_m=14.0, runoff_m=(10.0, 10.0))
-    return build_track(spec)
+    return make_oval("oval", width_m=14.0, runoff_m=10.0)
 
 
 def _place(state: core.SimState, track, s_m, lat_m, yaw_offset_rad=0.0, speed_mps=None) -> core.SimState:
@@ -496,13 +483,10 @@ def test_grid_races_of_a_batch_differ_and_a_seed_repeats():
 
 
 @pytest.mark.parametrize("car_name", list(CARS))
-def test_steering_held_past_the_limit_pushes_wide_instead_of_spinning(car_name):
+def test_steering_held_past_the_limit_pushes_wide_instead_of_spinning(car_name, make_oval):
     """Limit understeer (core.REAR_GRIP_GAIN): coasting at 144 km/h with the wheels held at 3 degrees
     (far more than the grip allows), the car slides wide but does not spin."""
-    spec = TrackSpec(name="pad", display_name="Skid pad", real_length_m=2 * 2000 + 2 * math.pi * 150,
-                     segments=(("S", 2000.0), ("L", 150.0, 180.0), ("S", 2000.0), ("L", 150.0, 180.0)),
-                     width_m=80.0, runoff_m=(10.0, 10.0))
-    pad = build_track(spec)
+    pad = make_oval("pad", width_m=80.0, runoff_m=10.0)
     params = core.make_params(pad, car_name)
     state = _place(core.reset(params, 1, 1), pad, 300.0, 0.0, speed_mps=40.0)
     slip = []

@@ -119,22 +119,12 @@ def course_points(state: SimState, track: Track, ego: int = 0) -> torch.Tensor:
     speed = state.speed_mps[:, ego].clamp(min=COURSE_MIN_SPEED_MPS)
     frac = torch.arange(1, COURSE_STATIONS + 1, device=speed.device, dtype=speed.dtype) / COURSE_STATIONS
     s = state.s_m[:, ego:ego + 1] + (COURSE_HORIZON_S * speed).unsqueeze(-1) * frac      # (R, 59)
-    # linear interpolation between stations, as Track.point_at, with the widths interpolated too
-    n = track.num_stations
-    u = torch.remainder(s, track.length_m) / track.ds_m
-    i0 = torch.floor(u).long().clamp_(0, n - 1)
-    i1 = torch.remainder(i0 + 1, n)
-    w = (u - i0).clamp(0.0, 1.0)
-
-    def lerp(a):
-        return torch.lerp(a[i0], a[i1], w)
-
-    cx, cy, cz = lerp(track.x), lerp(track.y), lerp(track.z)
-    nx, ny = lerp(track.nx), lerp(track.ny)
-    lat = torch.stack([lerp(track.width_left_m), torch.zeros_like(w), -lerp(track.width_right_m)], -1)
+    cx, cy, cz, nx, ny, wl, wr = track.interpolate(s, track.x, track.y, track.z, track.nx, track.ny,
+                                                   track.width_left_m, track.width_right_m)
+    lat = torch.stack([wl, torch.zeros_like(wl), -wr], -1)
     px = cx.unsqueeze(-1) + nx.unsqueeze(-1) * lat                                        # (R, 59, 3)
     py = cy.unsqueeze(-1) + ny.unsqueeze(-1) * lat
-    _, _, z_car = track.point_at(state.s_m[:, ego])
+    (z_car,) = track.interpolate(state.s_m[:, ego], track.z)
     dx = px - state.x[:, ego, None, None]
     dy = py - state.y[:, ego, None, None]
     c = torch.cos(state.yaw[:, ego])[:, None, None]

@@ -181,18 +181,18 @@ class Track:
 
         Linear interpolation between stations; shapes broadcast.
         """
+        cx, cy, cz, nx, ny = self.interpolate(s_m, self.x, self.y, self.z, self.nx, self.ny)
+        return cx + nx * lat_m, cy + ny * lat_m, cz
+
+    def interpolate(self, s_m: torch.Tensor, *fields: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each per-station field (N,) at arc length ``s_m`` (any shape, wrapped onto the lap), by
+        linear interpolation between stations."""
         n = self.num_stations
         u = torch.remainder(s_m, self.length_m) / self.ds_m
         i0 = torch.floor(u).long().clamp_(0, n - 1)
         i1 = torch.remainder(i0 + 1, n)
         w = (u - i0).clamp(0.0, 1.0)
-
-        def lerp(a):
-            return a[i0] + (a[i1] - a[i0]) * w
-
-        x = lerp(self.x) + lerp(self.nx) * lat_m
-        y = lerp(self.y) + lerp(self.ny) * lat_m
-        return x, y, lerp(self.z)
+        return tuple(a[i0] + (a[i1] - a[i0]) * w for a in fields)
 
     def project(self, x: torch.Tensor, y: torch.Tensor, hint: torch.Tensor, window: int = 6):
         """Project world points onto the centerline, searching ``hint +- window`` stations.
