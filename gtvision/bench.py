@@ -2,7 +2,8 @@
 
 ``bench sim``: agent-steps per second of the simulator. One agent-step is one 10 Hz control step of
 a 20-car race (6 physics ticks at 60 Hz, the BIAI driving the 19 opponents) in which the agent's car
-is rendered at 64x64, as a rollout worker needs it. The reference is gymnasium's ``CarRacing-v3``
+is rendered at 64x64, as a rollout worker needs it. The agent's car is the last of the grid, as in the
+paper's evaluation races (IV-C): its view is full of cars, the renderer's costliest case. The reference is gymnasium's ``CarRacing-v3``
 (box2d, one car, 96x96 frames), stepped in the same process just before.
 
 ``bench env``: the same agent-steps through ``gymnasium.make_vec`` (the native vector environment),
@@ -48,20 +49,22 @@ class _BareSim:
     agent's car (0) takes the given actions, ``core.step``, then the agent's view is rendered."""
 
     def __init__(self, params: core.SimParams, state: core.SimState, agent_actions: torch.Tensor,
-                 image_size: int = 64):
+                 image_size: int = 64, agent: int | None = None):
         self.params, self.state = params, state
         self.plan = driving_plan(params.track, params.car)
         self.agent_actions = agent_actions.to(params.device)
         """(steps, R, 2) the agent's actions, one row per step."""
         self.cam = CameraConfig(height_px=image_size, width_px=image_size)
-        self.ego = torch.zeros(state.num_races, dtype=torch.long, device=params.device)
+        self.agent = state.num_cars - 1 if agent is None else agent
+        """The agent's car: by default the last of the grid."""
+        self.ego = torch.full((state.num_races,), self.agent, dtype=torch.long, device=params.device)
 
     @classmethod
     def rolling(cls, num_races: int, scenario: str, steps: int, device: str, num_cars: int, image_size: int,
-                seed: int) -> _BareSim:
+                seed: int, compile: bool = False) -> _BareSim:
         """Races in grid formation at random points of the lap, rolling at 20 m/s; random actions."""
         sc = get_scenario(scenario)
-        params = core.make_params(sc.track, sc.car, device=device)
+        params = core.make_params(sc.track, sc.car, device=device, compile=compile)
         gen = torch.Generator().manual_seed(seed)
         state = core.reset(params, num_races, num_cars, start="random", generator=gen, initial_speed_mps=20.0)
         return cls(params, state, torch.rand(steps, num_races, 2, generator=gen) * 2 - 1, image_size)
@@ -70,7 +73,7 @@ class _BareSim:
         """Agent-step ``k``; returns the seconds spent in ``core.step`` and in rendering."""
         params, car = self.params, self.params.car
         controls = biai_controls(self.state, params, self.plan)
-        controls[:, 0] = self.agent_actions[k]  # the agent's car: a policy's actions, not the BIAI's
+        controls[:, self.agent] = self.agent_actions[k]  # a policy's actions, not the BIAI's
         t0 = time.perf_counter()
         self.state = core.step(self.state, controls, params)
         t1 = time.perf_counter()
@@ -83,10 +86,11 @@ class _BareSim:
 
 
 def sim_agent_steps_per_s(num_races: int, scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
-                          num_cars: int = core.GRID_SIZE, image_size: int = 64, seed: int = 0) -> dict:
+                          num_cars: int = core.GRID_SIZE, image_size: int = 64, seed: int = 0,
+                          compile: bool = False) -> dict:
     """Agent-steps/s of ``num_races`` parallel races (see the module docstring), and the split."""
-    sim = _BareSim.rolling(num_races, scenario, steps + 2, device, num_cars, image_size, seed)
-    for k in range(2):  # warm-up (allocator, caches, lazily built tables)
+    sim = _BareSim.rolling(num_races, scenario, steps + 2, device, num_cars, image_size, seed, compile)
+    for k in range(2):  # warm-up (allocator, caches, lazily built tables, compilation)
         sim.step(k)
     t_sim = t_render = 0.0
     t0 = time.perf_counter()
@@ -101,12 +105,12 @@ def sim_agent_steps_per_s(num_races: int, scenario: str = "tokyo", steps: int = 
 
 
 def bench_sim(races=(64, 256, 1024), scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
-              carracing_seconds: float = 5.0) -> list[dict]:
+              carracing_seconds: float = 5.0, compile: bool = False) -> list[dict]:
     """Run the simulator benchmark at each number of parallel races, next to CarRacing-v3."""
     ref = carracing_steps_per_s(carracing_seconds)
     rows = []
     for r in races:
-        row = sim_agent_steps_per_s(int(r), scenario=scenario, steps=steps, device=device)
+        row = sim_agent_steps_per_s(int(r), scenario=scenario, steps=steps, device=device, compile=compile)
         row["carracing_steps_per_s"] = ref
         row["ratio_vs_carracing"] = None if ref is None else row["agent_steps_per_s"] / ref
         rows.append(row)
@@ -120,7 +124,7 @@ def _seconds(fn, *args) -> float:
 
 
 def bench_env(races=(64, 256), scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
-              seed: int = 0) -> list[dict]:
+              seed: int = 0, compile: bool = False) -> list[dict]:
     """Agent-steps/s through ``gymnasium.make_vec`` next to the bare simulator, per number of races.
 
     The environment runs 20-car races (19 BIAI opponents) with random agent actions; the bare
@@ -138,11 +142,12 @@ def bench_env(races=(64, 256), scenario: str = "tokyo", steps: int = 20, device:
     rows = []
     for r in races:
         r = int(r)
-        envs = gym.make_vec(ENV_IDS[sc.name], num_envs=r, num_opponents=core.GRID_SIZE - 1, device=device)
+        envs = gym.make_vec(ENV_IDS[sc.name], num_envs=r, num_opponents=core.GRID_SIZE - 1, device=device,
+                             compile=compile)
         envs.reset(seed=seed)
         actions = np.random.default_rng(seed).uniform(-1.0, 1.0, (steps + 2, r, 2)).astype(np.float32)
         batch = envs.unwrapped.batch
-        sim = _BareSim(batch.params, batch.state, torch.from_numpy(actions))
+        sim = _BareSim(batch.params, batch.state, torch.from_numpy(actions), agent=0)  # the env's learner
         t_sim, t_env = [], []
         for k in range(steps + 2):  # the first two of each warm up (allocator, caches, tables)
             # the order within a pair alternates too: the second of the two finds warmer caches

@@ -47,7 +47,7 @@ def cmd_bench(args) -> int:
     if args.what == "sim":
         from .bench import bench_sim
         rows = bench_sim(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
-                         carracing_seconds=args.carracing_seconds)
+                         carracing_seconds=args.carracing_seconds, compile=args.compile)
         ref = rows[0]["carracing_steps_per_s"]
         print(f"gymnasium CarRacing-v3: {ref:.0f} steps/s" if ref else
               "gymnasium CarRacing-v3: not measured (pip install 'gymnasium[box2d]')")
@@ -59,7 +59,8 @@ def cmd_bench(args) -> int:
         return 0
     if args.what == "env":
         from .bench import bench_env
-        rows = bench_env(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device)
+        rows = bench_env(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
+                         compile=args.compile)
         print(f"{args.scenario}, 20-car races, median agent-step of each, the two alternating; "
               "target: the environment adds at most 20% to the bare simulator")
         print(f"{'races':>6} {'sim steps/s':>12} {'env steps/s':>12} {'sim ms':>8} {'env ms':>8} "
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--device", default="cpu")
     b.add_argument("--carracing-seconds", type=float, default=5.0)
+    b.add_argument("--compile", action="store_true",
+                   help="physics through torch.compile (warm-up about 30 s per number of races)")
     b.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: every core; 1 on a machine shared with other jobs)")
     b.set_defaults(func=cmd_bench)

@@ -117,7 +117,8 @@ class RaceBatch:
     """
 
     def __init__(self, scenario: str, num_races: int, episode: EpisodeConfig, image_size: int = IMAGE_SIZE,
-                 render_size: tuple = VIDEO_SIZE, device="cpu", reward: RewardConfig | None = None):
+                 render_size: tuple = VIDEO_SIZE, device="cpu", reward: RewardConfig | None = None,
+                 compile: bool = False):
         sc = get_scenario(scenario)
         reward = RewardConfig() if reward is None else reward
         image_size = _check_size("image_size", image_size, 8)
@@ -128,7 +129,8 @@ class RaceBatch:
             raise TypeError(f"reward must be a gtvision.rewards.RewardConfig, got {type(reward).__name__}")
         self.scenario = sc.name
         self.device = _device(device)
-        self.params = core.make_params(sc.track, sc.car, laps=episode.laps, device=self.device)
+        self.params = core.make_params(sc.track, sc.car, laps=episode.laps, device=self.device,
+                                       compile=compile)
         self.track = self.params.track
         self.plan = driving_plan(self.track, self.params.car)
         self.episode = episode
@@ -311,6 +313,7 @@ class RacingEnv(gym.Env):
     max_time_s      time limit / cap (s); None for the defaults of ``EpisodeConfig.max_time_s``
     stuck_s         truncate when the learner is stuck this long (s)
     reward          a ``gtvision.rewards.RewardConfig``; None: the paper's III-C weights and constants
+    compile         run the physics through ``torch.compile`` (``gtvision.sim.core.SimParams.compile``)
     ==============  ==============================================================================
     """
 
@@ -320,10 +323,10 @@ class RacingEnv(gym.Env):
                  laps: int | None = None, bop: bool = True, image_size: int = IMAGE_SIZE, device="cpu",
                  render_mode: str | None = None, render_size: tuple = VIDEO_SIZE,
                  max_time_s: float | None = None, stuck_s: float = STUCK_S,
-                 reward: RewardConfig | None = None):
+                 reward: RewardConfig | None = None, compile: bool = False):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s)
-        self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward)
+        self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile)
         self.observation_space = observation_space(image_size)
         self.action_space = action_space()
 
@@ -378,10 +381,10 @@ class RacingVectorEnv(VectorEnv):
                  start: str = "random", laps: int | None = None, bop: bool = True,
                  image_size: int = IMAGE_SIZE, device="cpu", render_mode: str | None = None,
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
-                 reward: RewardConfig | None = None):
+                 reward: RewardConfig | None = None, compile: bool = False):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s)
-        self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward)
+        self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile)
         self.num_envs = self.batch.num_races
         self.single_observation_space = observation_space(image_size)
         self.single_action_space = action_space()

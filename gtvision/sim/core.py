@@ -100,6 +100,10 @@ class SimParams:
     """The car model all entrants drive (one model per scenario, Table I)."""
     laps: int | None = None
     """Race length in laps; None for an open-ended session (no finish)."""
+    compile: bool = False
+    """Run the physics tick through ``torch.compile`` (inductor): about twice as fast on a 2-core
+    CPU at 1024 races, after a warm-up of about half a minute per batch shape; needs a C++ compiler
+    on CPU. Results agree with the eager tick to float32 rounding, not bitwise (fused arithmetic)."""
 
     @property
     def device(self) -> torch.device:
@@ -111,7 +115,7 @@ class SimParams:
 
 
 def make_params(track: Track | str, car: CarSpec | str, laps: int | None = None,
-                device: str | torch.device = "cpu") -> SimParams:
+                device: str | torch.device = "cpu", compile: bool = False) -> SimParams:
     """Build :class:`SimParams` from names or objects; tensors go to ``device``."""
     if isinstance(track, str):
         from .circuits import load_track
@@ -120,7 +124,9 @@ def make_params(track: Track | str, car: CarSpec | str, laps: int | None = None,
         car = get_car(car)
     if laps is not None and (not isinstance(laps, int) or laps < 1):
         raise ValueError(f"laps must be a positive int or None, got {laps!r}")
-    return SimParams(track=track.to(device), car=car, laps=laps)
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be True or False, got {compile!r}")
+    return SimParams(track=track.to(device), car=car, laps=laps, compile=compile)
 
 
 @dataclass(frozen=True)
@@ -365,11 +371,23 @@ def step(state: SimState, controls: torch.Tensor, params: SimParams) -> SimState
     brake = (-controls[..., 1]).clamp(min=0.0)
     state = state.replace(steer_cmd_rad=steer_to, throttle=throttle, brake=brake,
                           slipstream=_slipstream(state, params))
+    tick = _compiled_tick() if params.compile else _tick
     for k in range(TICKS_PER_CONTROL):
         # steering linearly interpolated between control steps (paper III-B)
         frac = (k + 1) / TICKS_PER_CONTROL
-        state = _tick(state, steer_from + (steer_to - steer_from) * frac, params)
+        state = tick(state, steer_from + (steer_to - steer_from) * frac, params)
     return state
+
+
+_COMPILED = {}
+
+
+def _compiled_tick():
+    """:func:`_tick` through ``torch.compile``: two fused graphs around the eager narrow phase of
+    the car contacts (whose size depends on the traffic); made once per process."""
+    if "tick" not in _COMPILED:
+        _COMPILED["tick"] = torch.compile(_tick, dynamic=False)
+    return _COMPILED["tick"]
 
 
 # ---------------------------------------------------------------------------- physics
@@ -554,9 +572,10 @@ def _tick(state: SimState, steer: torch.Tensor, params: SimParams) -> SimState:
     x, y, vwx, vwy, r_new, wall_contact, lat = _walls(x, y, yaw, vwx, vwy, r_new, m, iz, station, lat, params)
 
     # --- car-car contacts
+    close = _broad_phase(x, y, params)
     x, y, vwx, vwy, r_new, car_contact, in_contact, dv_sq = _car_contacts(
-        x, y, yaw, vwx, vwy, r_new, m, iz, state.in_contact, params)
-    if car_contact.any():
+        x, y, yaw, vwx, vwy, r_new, m, iz, state.in_contact, close, params)
+    if torch.compiler.is_compiling() or car_contact.any():
         station, s, lat = track.project(x, y, station, window=WALL_SEARCH_WINDOW)
 
     vx_b = vwx * cos_y + vwy * sin_y
@@ -629,8 +648,8 @@ def _walls(x, y, yaw, vwx, vwy, r, m, iz, station, lat, params: SimParams):
     touch_l = pen_l > -0.02
     touch_r = pen_r > -0.02
     contact = touch_l | touch_r
-    if not bool((pen_l > 0).any() or (pen_r > 0).any()):
-        return x, y, vwx, vwy, r, contact, lat
+    if not torch.compiler.is_compiling() and not bool((pen_l > 0).any() or (pen_r > 0).any()):
+        return x, y, vwx, vwy, r, contact, lat  # eager: skip the impulse when no car touches
     # push back along the normal
     push = pen_r.clamp(min=0) - pen_l.clamp(min=0)  # + = to the left
     x = x + push * nx
@@ -665,7 +684,19 @@ def _walls(x, y, yaw, vwx, vwy, r, m, iz, station, lat, params: SimParams):
     return x, y, vwx, vwy, r, contact, lat
 
 
-def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, params: SimParams):
+def _broad_phase(x, y, params: SimParams) -> torch.Tensor:
+    """(R, C, C) bool: pairs i < j of a race close enough for their boxes to touch."""
+    car = params.car
+    C = x.shape[1]
+    hl, hw = car.length_m / 2, car.width_m / 2
+    reach2 = 4 * (hl * hl + hw * hw)
+    dx = x.unsqueeze(1) - x.unsqueeze(2)  # [r, i, j] = x_j - x_i
+    dy = y.unsqueeze(1) - y.unsqueeze(2)
+    return (dx * dx + dy * dy < reach2) & torch.ones(C, C, dtype=torch.bool, device=x.device).triu(1)
+
+
+@torch.compiler.disable
+def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, close, params: SimParams):
     """Car-car contacts between oriented boxes (separating axis test) resolved with impulses.
 
     Broad phase on all pairs of a race ((R, C, C), cheap); narrow phase only on the close pairs.
@@ -681,10 +712,6 @@ def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, params: SimPara
     if C < 2:
         return x, y, vwx, vwy, r, contact, in_contact, dv_sq
     hl, hw = car.length_m / 2, car.width_m / 2
-    reach2 = 4 * (hl * hl + hw * hw)
-    dx = x.unsqueeze(1) - x.unsqueeze(2)  # [r, i, j] = x_j - x_i
-    dy = y.unsqueeze(1) - y.unsqueeze(2)
-    close = (dx * dx + dy * dy < reach2) & torch.ones(C, C, dtype=torch.bool, device=dev).triu(1)
     pairs = close.nonzero()
     if pairs.shape[0] == 0:
         return x, y, vwx, vwy, r, contact, in_contact, dv_sq
