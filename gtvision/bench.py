@@ -11,6 +11,11 @@ so including what the environment adds to the simulator: the observation (propri
 course points, opponent grid), the eight reward terms, episode bookkeeping, ``info`` and the copies
 to numpy. The reference is ``bench sim``'s agent-step at the same number of races, alternating with
 it step by step in the same run; the target is at most 20% more time per step than the bare simulator.
+
+``bench learner``: seconds per QR-SAC update of the ``paper`` and ``cpu`` presets on the racing
+observation (a batch of random data shaped as the replay gives it), next to the machine's dense float32
+matmul rate measured in the same run. The paper preset's time is reported as a multiple of its FLOP
+lower bound: the update's matmul, convolution and GRU FLOPs done at that rate (target: at most 2x).
 """
 from __future__ import annotations
 
@@ -164,3 +169,115 @@ def bench_env(races=(64, 256), scenario: str = "tokyo", steps: int = 20, device:
                      "sim_agent_steps_per_s": r / sim_s, "env_agent_steps_per_s": r / env_s,
                      "overhead": env_s / sim_s - 1.0})
     return rows
+
+
+# ---------------------------------------------------------------------------- learner
+
+
+def matmul_gflops(n: int = 2048, seconds: float = 2.0, device: str = "cpu") -> float:
+    """Dense float32 matmul throughput of the machine (GFLOP/s): (n x n) @ (n x n) repeatedly."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+    torch.mm(a, b, out=out)  # warm-up
+    count, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        torch.mm(a, b, out=out)
+        count += 1
+    if out.is_cuda:
+        torch.cuda.synchronize()
+    return 2.0 * n ** 3 * count / (time.perf_counter() - t0) / 1e9
+
+
+def _learner_batch(agent, preset, seed: int = 0) -> dict:
+    """A batch shaped as ``SequenceReplay.sample`` gives it, from random data (B sequences of W rows)."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = preset.replay
+    B, L = cfg.batch_sequences, cfg.seq_len
+    W = cfg.burn_in + L + preset.agent.n_step
+    obs = {}
+    for k in agent.replay_keys:
+        space = agent.observation_space[k]
+        if space.dtype == torch.uint8 or str(space.dtype) == "uint8":
+            obs[k] = torch.randint(0, 256, (B, W, *space.shape), generator=g, dtype=torch.uint8)
+        else:
+            obs[k] = torch.randn(B, W, *space.shape, generator=g)
+    first = torch.zeros(B, W, dtype=torch.bool)
+    first[:, 0] = True
+    dev = agent.device
+    batch = {"obs": {k: v.to(dev) for k, v in obs.items()},
+             "action": (torch.rand(B, W, agent.action_dim, generator=g) * 2 - 1),
+             "first": first, "hidden": torch.zeros(B, agent.hidden_size),
+             "nstep_return": torch.randn(B, L, generator=g), "nstep_discount": torch.full((B, L), 0.9),
+             "bootstrap_index": (torch.arange(L) + cfg.burn_in + preset.agent.n_step).expand(B, L).clone(),
+             "mask": torch.ones(B, L)}
+    return {k: (v if k == "obs" else v.to(dev)) for k, v in batch.items()}
+
+
+def update_flops(agent, batch) -> float:
+    """Floating-point operations of one ``agent.update(batch)``: the matmuls and convolutions that torch's
+    FlopCounterMode counts, plus the GRUs' (which it does not): 6 (in + H) H per step and row forward,
+    twice that backward where gradients flow."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    gru_flops = [0.0]
+
+    def hook(module, inputs, _output):
+        x = inputs[0]
+        fwd = 2.0 * 3 * x.shape[0] * x.shape[1] * (module.input_size + module.hidden_size) * module.hidden_size
+        gru_flops[0] += fwd * (3.0 if torch.is_grad_enabled() else 1.0)
+
+    grus = [m for net in (agent.actor, agent.critics, agent.critic_targets) for m in net.modules()
+            if isinstance(m, torch.nn.GRU)]
+    handles = [m.register_forward_hook(hook) for m in grus]
+    try:
+        with FlopCounterMode(display=False) as counter:
+            agent.update(batch)
+    finally:
+        for h in handles:
+            h.remove()
+    return float(counter.get_total_flops()) + gru_flops[0]
+
+
+def learner_update_time(preset_name: str, updates: int = 3, device: str = "cpu", seed: int = 0) -> dict:
+    """Seconds per QR-SAC update of ``preset_name`` on the racing observation (median of ``updates``)."""
+    import statistics
+
+    from .agent import get_preset
+    from .agent.qrsac import QRSACAgent
+    from .env.racing import action_space, observation_space
+
+    preset = get_preset(preset_name)
+    torch.manual_seed(seed)
+    agent = QRSACAgent(observation_space(), action_space(), preset.agent, device, burn_in=preset.replay.burn_in)
+    batch = _learner_batch(agent, preset, seed)
+    flops = update_flops(agent, batch)  # also the warm-up
+    times = []
+    for _ in range(updates):
+        t0 = time.perf_counter()
+        agent.update(batch)
+        if agent.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    params = sum(p.numel() for net in (agent.actor, agent.critics) for p in net.parameters())
+    return {"preset": preset_name, "update_s": statistics.median(times), "gflop_per_update": flops / 1e9,
+            "parameters": params, "batch": f"{preset.replay.batch_sequences}x{preset.replay.seq_len}"
+                                            f" (+{preset.replay.burn_in} burn-in, +{preset.agent.n_step} n-step)"}
+
+
+def bench_learner(presets=("paper", "cpu"), updates=(3, 20), device: str = "cpu",
+                  matmul_seconds: float = 3.0) -> dict:
+    """Update time of each preset next to the machine's dense matmul throughput (measured in the same run).
+
+    ``x_lower_bound`` is the update time over its FLOP lower bound: the update's FLOPs done at the
+    measured matmul rate (target for ``paper``: at most 2).
+    """
+    gflops = matmul_gflops(seconds=matmul_seconds, device=device)
+    rows = []
+    for name, n in zip(presets, updates):
+        row = learner_update_time(name, n, device)
+        row["lower_bound_s"] = row["gflop_per_update"] / gflops
+        row["x_lower_bound"] = row["update_s"] / row["lower_bound_s"]
+        row["updates_per_s"] = 1.0 / row["update_s"]
+        rows.append(row)
+    return {"matmul_gflops": gflops, "rows": rows}

@@ -1,4 +1,5 @@
-"""The ``gtvision`` command line: ``gtvision race`` (the main job for now) and ``gtvision bench``."""
+"""The ``gtvision`` command line: ``gtvision race`` (the main job for now), ``gtvision train`` and
+``gtvision bench``."""
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,37 @@ def cmd_race(args) -> int:
     return 0
 
 
+def _key_values(pairs: list[str], option: str) -> dict:
+    """``KEY=VALUE`` strings -> a dict; values read as JSON when they parse (0, 240.0, null, [1, 2])."""
+    import json
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} wants KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_train(args) -> int:
+    from .training import RunConfig, train
+
+    config = RunConfig(scenario=args.scenario, env_id=args.env_id, preset=args.preset, variant=args.variant,
+                       backend=args.backend, total_steps=args.total_steps, max_minutes=args.minutes,
+                       seed=args.seed, device=args.device, num_envs=args.num_envs,
+                       env_kwargs=_key_values(args.env_arg, "--env-arg"), eval_episodes=args.eval_episodes,
+                       overrides=_key_values(args.set, "--set"),
+                       threads=args.threads or max(1, os.cpu_count() or 1))
+    out, history = train(config, args.out, progress=not args.quiet)
+    last = history[-1] if history else {}
+    print(f"{out}: {len(history)} epochs, {last.get('charts/env_steps', 0)} env steps, "
+          f"{last.get('charts/updates', 0)} updates in {last.get('charts/wall_s', 0.0) / 60:.1f} min")
+    return 0
+
+
 def cmd_bench(args) -> int:
     _threads(args.threads)
     if args.races is None:
@@ -70,7 +102,17 @@ def cmd_bench(args) -> int:
                   f"{row['env_agent_steps_per_s']:>12.0f} {row['sim_ms_per_step']:>8.1f} "
                   f"{row['env_ms_per_step']:>8.1f} {100 * row['overhead']:>8.1f}%")
         return 0
-    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env")
+    if args.what == "learner":
+        from .bench import bench_learner
+        res = bench_learner(device=args.device)
+        print(f"dense float32 matmul (2048^3): {res['matmul_gflops']:.1f} GFLOP/s")
+        print(f"{'preset':>7} {'parameters':>11} {'batch':>32} {'GFLOP/update':>13} {'update s':>9} "
+              f"{'updates/s':>10} {'x FLOP bound':>13}")
+        for r in res["rows"]:
+            print(f"{r['preset']:>7} {r['parameters']:>11,} {r['batch']:>32} {r['gflop_per_update']:>13.1f} "
+                  f"{r['update_s']:>9.3f} {r['updates_per_s']:>10.2f} {r['x_lower_bound']:>13.2f}")
+        return 0
+    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env, learner")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,9 +136,35 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_race)
 
+    from .agent.config import VARIANTS
+    from .agent.presets import PRESET_NAMES
+    from .training import BACKENDS
+
+    t = sub.add_parser("train", help="train the QR-SAC agent on a scenario or any gymnasium id")
+    t.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
+    t.add_argument("--env-id", default=None, help="any registered gymnasium id instead of a scenario")
+    t.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyword argument of gymnasium.make_vec, e.g. num_opponents=0 (repeatable)")
+    t.add_argument("--preset", default="cpu", choices=PRESET_NAMES)
+    t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="change a preset field, e.g. train.updates_per_epoch=200 (repeatable)")
+    t.add_argument("--variant", default="asymmetric", choices=VARIANTS)
+    t.add_argument("--backend", default="local", choices=BACKENDS)
+    t.add_argument("--total-steps", type=int, default=None, help="environment steps (default: the preset's)")
+    t.add_argument("--minutes", type=float, default=None, help="wall-clock budget (stops at an epoch's end)")
+    t.add_argument("--num-envs", type=int, default=None, help="parallel sub-environments (default: the preset's)")
+    t.add_argument("--eval-episodes", type=int, default=0, help="deterministic episodes played at the end")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: every core)")
+    t.add_argument("--out", required=True, help="run directory (must not hold a run already)")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
-    b.add_argument("what", choices=["sim", "env"],
-                   help="sim: the simulator next to CarRacing-v3; env: make_vec next to the bare simulator")
+    b.add_argument("what", choices=["sim", "env", "learner"],
+                   help="sim: the simulator next to CarRacing-v3; env: make_vec next to the bare simulator; "
+                        "learner: QR-SAC update time of the paper and cpu presets next to the matmul rate")
     b.add_argument("--races", type=int, nargs="+", default=None,
                    help="parallel races (default: 64 256 1024 for sim, 64 256 for env)")
     b.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
@@ -115,7 +183,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:
+    except (ValueError, FileExistsError) as e:
         print(f"gtvision: error: {e}", file=sys.stderr)
         return 2
 

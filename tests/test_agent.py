@@ -125,6 +125,25 @@ def test_burn_in_starts_from_the_stored_hidden_state(zero_hidden, monkeypatch):
     torch.testing.assert_close(seen[0], expected)
 
 
+def test_recurrence_resets_at_episode_starts_inside_a_window():
+    """The segmented GRU equals a step-by-step GRU whose state is zeroed wherever ``first`` is set."""
+    agent, _ = make_agent()
+    torso = agent.actor.torso
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 9, torso.gru.input_size, generator=g)
+    h0 = torch.randn(3, torso.hidden_size, generator=g)
+    first = torch.zeros(3, 9, dtype=torch.bool)
+    first[0, 0] = first[0, 4] = first[1, 7] = True  # row 2: no boundary at all
+    out, h = torso._recur(x, h0, first)
+    ref, hs = [], h0
+    for t in range(9):
+        hs = torch.where(first[:, t:t + 1], 0.0, hs)
+        hs = torso.gru(x[:, t:t + 1], hs.unsqueeze(0).contiguous())[1].squeeze(0)
+        ref.append(hs)
+    torch.testing.assert_close(out, torch.stack(ref, 1))
+    torch.testing.assert_close(h, ref[-1])
+
+
 def test_burn_in_runs_without_gradients():
     agent, preset = make_agent()
     batch = random_batch(agent, preset)

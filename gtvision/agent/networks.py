@@ -136,12 +136,13 @@ class Torso(nn.Module):
                 hidden = hidden * (~first[:, 0]).unsqueeze(-1).to(hidden.dtype)
             out, h = self.gru(x, hidden.unsqueeze(0).contiguous())
             return out, h.squeeze(0)
-        # Episode boundaries inside the sequence: step by step, resetting the state at each first step.
-        outs = []
+        # Episode boundaries inside the sequence: the GRU runs over the segments between the steps where any
+        # row starts an episode, and the rows starting one are reset to zeros at the segment's start.
         keep = (~first).unsqueeze(-1).to(hidden.dtype)
-        h = hidden.unsqueeze(0)
-        for t in range(x.shape[1]):
-            out, h = self.gru(x[:, t:t + 1], (h * keep[:, t]).contiguous())
+        cuts = [0, *(torch.nonzero(first[:, 1:].any(0)).flatten() + 1).tolist(), x.shape[1]]
+        outs, h = [], hidden.unsqueeze(0)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            out, h = self.gru(x[:, a:b], (h * keep[:, a]).contiguous())
             outs.append(out)
         return torch.cat(outs, dim=1), h.squeeze(0)
 

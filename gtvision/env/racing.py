@@ -27,8 +27,9 @@ episode is the one returned with its ``terminated`` / ``truncated``.
 
 ``info`` (per race): ``reward_<term>`` for the eight terms, ``progress_m``, ``speed_mps``, ``time_s``,
 ``wall_time_s``, ``car_contact_time_s``, ``off_course_time_s``, ``margin_m`` (learner's progress minus
-the best opponent's; 0 without opponents), ``stuck_time_s``, ``laps_done``, ``place`` (1 = leading),
-``num_opponents`` and ``finished``.
+the best opponent's; 0 without opponents), ``stuck_time_s``, ``last_lap_time_s`` and ``best_lap_time_s``
+(timed line to line, NaN before the first), ``laps_done``, ``place`` (1 = leading), ``num_opponents``
+and ``finished``.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ VIDEO_SIZE = (270, 480)
 """(rows, columns) of ``render()`` frames: the race videos' 16:9 ego view."""
 _STEP_S = 1.0 / core.CONTROL_HZ
 _FLOAT_INFO = ("progress_m", "speed_mps", "time_s", "wall_time_s", "car_contact_time_s", "off_course_time_s",
-               "margin_m", "stuck_time_s")
+               "margin_m", "stuck_time_s", "last_lap_time_s", "best_lap_time_s")
 
 
 def observation_space(image_size: int = IMAGE_SIZE) -> spaces.Dict:
@@ -248,7 +249,8 @@ class RaceBatch:
         floats = torch.stack(
             [terms[name] for name in TERM_NAMES]
             + [s.progress_m[:, i], s.speed_mps[:, i], s.time_s, s.wall_time_s[:, i],
-               s.car_contact_time_s[:, i], s.off_course_time_s[:, i], margin, self.stuck_time_s],
+               s.car_contact_time_s[:, i], s.off_course_time_s[:, i], margin, self.stuck_time_s,
+               s.last_lap_time_s[:, i], s.best_lap_time_s[:, i].nan_to_num(posinf=math.nan)],
             dim=1).cpu().numpy()
         ints = torch.stack([s.laps_done[:, i], place], dim=1).cpu().numpy()
         info = {f"reward_{name}": floats[:, k].copy() for k, name in enumerate(TERM_NAMES)}
