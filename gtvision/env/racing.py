@@ -28,7 +28,7 @@ episode is the one returned with its ``terminated`` / ``truncated``.
 ``info`` (per race): ``reward_<term>`` for the eight terms, ``progress_m``, ``speed_mps``, ``time_s``,
 ``wall_time_s``, ``car_contact_time_s``, ``off_course_time_s``, ``margin_m`` (learner's progress minus
 the best opponent's; 0 without opponents), ``stuck_time_s``, ``last_lap_time_s`` and ``best_lap_time_s``
-(timed line to line, NaN before the first), ``laps_done``, ``place`` (1 = leading), ``num_opponents``
+(timed line to line; inf before the first, so that infos compare equal), ``laps_done``, ``place`` (1 = leading), ``num_opponents``
 and ``finished``.
 """
 from __future__ import annotations
@@ -250,7 +250,7 @@ class RaceBatch:
             [terms[name] for name in TERM_NAMES]
             + [s.progress_m[:, i], s.speed_mps[:, i], s.time_s, s.wall_time_s[:, i],
                s.car_contact_time_s[:, i], s.off_course_time_s[:, i], margin, self.stuck_time_s,
-               s.last_lap_time_s[:, i], s.best_lap_time_s[:, i].nan_to_num(posinf=math.nan)],
+               s.last_lap_time_s[:, i].nan_to_num(nan=math.inf), s.best_lap_time_s[:, i]],
             dim=1).cpu().numpy()
         ints = torch.stack([s.laps_done[:, i], place], dim=1).cpu().numpy()
         info = {f"reward_{name}": floats[:, k].copy() for k, name in enumerate(TERM_NAMES)}
