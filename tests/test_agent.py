@@ -1,5 +1,6 @@
 """The QR-SAC agent: loss, target, variants, reset, burn-in, augmentation. Tiny networks (smoke preset)."""
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -142,6 +143,19 @@ def test_recurrence_resets_at_episode_starts_inside_a_window():
         ref.append(hs)
     torch.testing.assert_close(out, torch.stack(ref, 1))
     torch.testing.assert_close(h, ref[-1])
+
+
+@pytest.mark.parametrize("transform", ["symlog", "none"])
+def test_vector_observations_are_symlog_scaled_before_the_networks(transform):
+    agent, _ = make_agent(vector_transform=transform)
+    torso = agent.critics[0].torso
+    obs = {k: torch.zeros(1, 1, *OBS_SPACE[k].shape) for k in torso.vector_keys}
+    obs["proprio"][0, 0, 0] = 100.0  # a speed in m/s
+    x = torso.embed(obs)
+    expected = math.log1p(100.0) if transform == "symlog" else 100.0
+    assert float(x[0, 0, 0]) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="vector_transform"):
+        make_agent(vector_transform="tanh")
 
 
 def test_burn_in_runs_without_gradients():

@@ -68,8 +68,14 @@ class AgentConfig:
     """Largest shift in pixels, with reflect padding (paper IV-B)."""
     zero_hidden_init: bool = False
     """Burn-in starts from zeros instead of the stored hidden state (paper V-C ablation)."""
+    vector_transform: str = "symlog"
+    """Applied to every vector observation before the networks: 'symlog' (sign(x) log(1 + |x|), as
+    DreamerV3) or 'none'. Paper: III-D does not say how the features are scaled; ours: the racing
+    features span metres to hundreds of metres (course points), and raw they make the critic diverge."""
 
     def __post_init__(self):
+        if self.vector_transform not in ("symlog", "none"):
+            raise ValueError(f"vector_transform={self.vector_transform!r}; valid: 'symlog', 'none'")
         if self.actor_q not in ("min", "mean"):
             raise ValueError(f"actor_q={self.actor_q!r}; valid: 'min', 'mean'")
         if not (len(self.cnn_channels) == len(self.cnn_kernels) == len(self.cnn_strides)):

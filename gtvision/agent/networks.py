@@ -108,6 +108,7 @@ class Torso(nn.Module):
         self.encoders = nn.ModuleDict({k: ImageEncoder(space[k].shape, cfg) for k in self.image_keys})
         in_dim = sum(e.out_dim for e in self.encoders.values())
         in_dim += sum(int(np.prod(space[k].shape)) for k in self.vector_keys)
+        self.symlog = cfg.vector_transform == "symlog"
         self.recurrent = recurrent
         self.gru = nn.GRU(in_dim, hidden_size, batch_first=True) if recurrent else None
         self.hidden_size = hidden_size if recurrent else 0
@@ -126,7 +127,10 @@ class Torso(nn.Module):
             parts.append(self.encoders[k](x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1))
         for k in self.vector_keys:
             x = obs[k]
-            parts.append(x.reshape(*x.shape[:2], -1).float())
+            x = x.reshape(*x.shape[:2], -1).float()
+            if self.symlog:
+                x = torch.sign(x) * torch.log1p(x.abs())
+            parts.append(x)
         return torch.cat(parts, dim=-1)
 
     def _recur(self, x: torch.Tensor, hidden: torch.Tensor, first: torch.Tensor | None):

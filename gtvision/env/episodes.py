@@ -68,6 +68,10 @@ class EpisodeConfig:
     capped there."""
     stuck_s: float = STUCK_S
     """Truncate the episode when the learner has been stuck this long (s)."""
+    start_speed_mps: float = 0.0
+    """Speed of every car at the start (m/s): 0 is a standing start, more a rolling one. Paper: IV-B
+    samples random start points without saying whether the cars move; a rolling start lets a fresh
+    policy feel the progress reward at once (its random throttle averages zero)."""
 
     def __post_init__(self):
         n = self.num_opponents
@@ -83,6 +87,9 @@ class EpisodeConfig:
             raise ValueError(f"laps must be a positive int or None (time-limited training), got {laps!r}")
         if self.bop not in (True, False):
             raise ValueError(f"bop must be True or False, got {self.bop!r}")
+        v = self.start_speed_mps
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100:
+            raise ValueError(f"start_speed_mps must be a number in [0, 100] m/s, got {v!r}")
         for name in ("max_time_s", "stuck_s"):
             v = getattr(self, name)
             if v is None and name == "max_time_s":
@@ -147,7 +154,7 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
 
 
 def fresh_states(params: core.SimParams, cfg: EpisodeConfig, draws: EpisodeDraws) -> core.SimState:
-    """Standing-start states of the k races of ``draws``, learner in car 0 (parked cars not yet parked).
+    """Start states (standing, or rolling at ``cfg.start_speed_mps``) of the k races of ``draws``, learner in car 0 (parked cars not yet parked).
 
     The k active cars fill grid slots 0..n; the learner takes its drawn slot and the opponents the
     others in order.
@@ -158,7 +165,8 @@ def fresh_states(params: core.SimParams, cfg: EpisodeConfig, draws: EpisodeDraws
     slot = (car - 1 + (car - 1 >= draws.learner_slot.unsqueeze(1)).long()).expand(k, C).clone()
     slot[:, LEARNER] = draws.learner_slot
     state = core.reset(params, k, C, start="random" if cfg.start == "random" else "grid",
-                       grid_order=slot.to(dev), start_s_m=draws.start_s_m.to(dev))
+                       grid_order=slot.to(dev), start_s_m=draws.start_s_m.to(dev),
+                       initial_speed_mps=float(cfg.start_speed_mps))
     return state.replace(power_scale=draws.power_scale.to(dev), mass_scale=draws.mass_scale.to(dev))
 
 

@@ -316,6 +316,7 @@ class RacingEnv(gym.Env):
     stuck_s         truncate when the learner is stuck this long (s)
     reward          a ``gtvision.rewards.RewardConfig``; None: the paper's III-C weights and constants
     compile         run the physics through ``torch.compile`` (``gtvision.sim.core.SimParams.compile``)
+    start_speed_mps speed of every car at the start (m/s; 0 = standing start, the default)
     ==============  ==============================================================================
     """
 
@@ -325,9 +326,9 @@ class RacingEnv(gym.Env):
                  laps: int | None = None, bop: bool = True, image_size: int = IMAGE_SIZE, device="cpu",
                  render_mode: str | None = None, render_size: tuple = VIDEO_SIZE,
                  max_time_s: float | None = None, stuck_s: float = STUCK_S,
-                 reward: RewardConfig | None = None, compile: bool = False):
+                 reward: RewardConfig | None = None, compile: bool = False, start_speed_mps: float = 0.0):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
-        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s)
+        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
         self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile)
         self.observation_space = observation_space(image_size)
         self.action_space = action_space()
@@ -383,9 +384,9 @@ class RacingVectorEnv(VectorEnv):
                  start: str = "random", laps: int | None = None, bop: bool = True,
                  image_size: int = IMAGE_SIZE, device="cpu", render_mode: str | None = None,
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
-                 reward: RewardConfig | None = None, compile: bool = False):
+                 reward: RewardConfig | None = None, compile: bool = False, start_speed_mps: float = 0.0):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
-        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s)
+        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
         self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile)
         self.num_envs = self.batch.num_races
         self.single_observation_space = observation_space(image_size)
