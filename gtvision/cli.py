@@ -56,19 +56,45 @@ def _key_values(pairs: list[str], option: str) -> dict:
     return out
 
 
+_TRAIN_DEFAULTS = {"scenario": "tokyo", "env_id": None, "preset": "cpu", "variant": "asymmetric", "backend": "local",
+                   "total_steps": None, "minutes": None, "num_envs": None, "eval_episodes": 0, "seed": 0,
+                   "device": "cpu", "threads": None, "checkpoint_every": 50, "keep_checkpoints": 3,
+                   "checkpoint_replay": False, "workers": 2, "ray_address": None}
+
+
 def cmd_train(args) -> int:
+    import json
+
     from .training import RunConfig, train
 
-    config = RunConfig(scenario=args.scenario, env_id=args.env_id, preset=args.preset, variant=args.variant,
-                       backend=args.backend, total_steps=args.total_steps, max_minutes=args.minutes,
-                       seed=args.seed, device=args.device, num_envs=args.num_envs,
-                       env_kwargs=_key_values(args.env_arg, "--env-arg"), eval_episodes=args.eval_episodes,
-                       overrides=_key_values(args.set, "--set"),
-                       threads=args.threads or max(1, os.cpu_count() or 1))
-    out, history = train(config, args.out, progress=not args.quiet)
+    given = {k: getattr(args, k) for k in _TRAIN_DEFAULTS if getattr(args, k) is not None}
+    if args.env_arg:
+        given["env_kwargs"] = _key_values(args.env_arg, "--env-arg")
+    if args.set:
+        given["overrides"] = _key_values(args.set, "--set")
+    if "minutes" in given:
+        given["max_minutes"] = given.pop("minutes")
+    if args.resume:
+        # the stored configuration, with what was given on the command line (budgets may change; anything
+        # else that differs is refused by train())
+        cfg_path = Path(args.resume) / "config.json"
+        if not cfg_path.exists():
+            raise ValueError(f"--resume {args.resume}: no run there (config.json missing)")
+        fields = {**json.loads(cfg_path.read_text())["run"], **given}
+        out, resume = args.resume, True
+    else:
+        if not args.out:
+            raise ValueError("--out DIR is required (or --resume DIR)")
+        defaults = {k: v for k, v in _TRAIN_DEFAULTS.items() if k != "minutes"}
+        defaults["max_minutes"] = None
+        fields = {**defaults, **given}
+        out, resume = args.out, False
+    if fields.get("threads") is None:
+        fields["threads"] = max(1, os.cpu_count() or 1)
+    out, history = train(RunConfig(**fields), out, progress=not args.quiet, resume=resume)
     last = history[-1] if history else {}
-    print(f"{out}: {len(history)} epochs, {last.get('charts/env_steps', 0)} env steps, "
-          f"{last.get('charts/updates', 0)} updates in {last.get('charts/wall_s', 0.0) / 60:.1f} min")
+    print(f"{out}: epoch {last.get('epoch', 0)}, {last.get('charts/env_steps', 0)} env steps, "
+          f"{last.get('charts/updates', 0)} updates, {last.get('charts/wall_s', 0.0) / 60:.1f} min of training")
     return 0
 
 
@@ -141,23 +167,32 @@ def build_parser() -> argparse.ArgumentParser:
     from .training import BACKENDS
 
     t = sub.add_parser("train", help="train the QR-SAC agent on a scenario or any gymnasium id")
-    t.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
+    t.add_argument("--scenario", default=None, choices=SCENARIO_NAMES, help="default: tokyo")
     t.add_argument("--env-id", default=None, help="any registered gymnasium id instead of a scenario")
     t.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument of gymnasium.make_vec, e.g. num_opponents=0 (repeatable)")
-    t.add_argument("--preset", default="cpu", choices=PRESET_NAMES)
+    t.add_argument("--preset", default=None, choices=PRESET_NAMES, help="default: cpu")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="change a preset field, e.g. train.updates_per_epoch=200 (repeatable)")
-    t.add_argument("--variant", default="asymmetric", choices=VARIANTS)
-    t.add_argument("--backend", default="local", choices=BACKENDS)
+    t.add_argument("--variant", default=None, choices=VARIANTS, help="default: asymmetric")
+    t.add_argument("--backend", default=None, choices=BACKENDS, help="default: local")
+    t.add_argument("--workers", type=int, default=None, help="Ray rollout workers (default 2)")
+    t.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join ('auto' after `ray start`); default: a local Ray sized to the machine")
     t.add_argument("--total-steps", type=int, default=None, help="environment steps (default: the preset's)")
-    t.add_argument("--minutes", type=float, default=None, help="wall-clock budget (stops at an epoch's end)")
+    t.add_argument("--minutes", type=float, default=None, help="training-time budget (stops at an epoch's end)")
     t.add_argument("--num-envs", type=int, default=None, help="parallel sub-environments (default: the preset's)")
-    t.add_argument("--eval-episodes", type=int, default=0, help="deterministic episodes played at the end")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
+    t.add_argument("--eval-episodes", type=int, default=None, help="deterministic episodes played at the end")
+    t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default 50; 0: none)")
+    t.add_argument("--keep-checkpoints", type=int, default=None, help="newest checkpoints kept (default 3)")
+    t.add_argument("--checkpoint-replay", action="store_const", const=True, default=None,
+                   help="checkpoints hold the replay buffer (exact resume; large)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--device", default=None)
     t.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: every core)")
-    t.add_argument("--out", required=True, help="run directory (must not hold a run already)")
+    t.add_argument("--out", default=None, help="run directory (must not hold a run already)")
+    t.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the run in DIR from its newest checkpoint (--total-steps / --minutes may grow)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
 

@@ -158,6 +158,20 @@ def test_vector_observations_are_symlog_scaled_before_the_networks(transform):
         make_agent(vector_transform="tanh")
 
 
+@pytest.mark.parametrize(("target_entropy", "direction"), [(None, 0), (10.0, 1), (-100.0, -1)])
+def test_alpha_is_fixed_unless_a_target_entropy_tunes_it(target_entropy, direction):
+    agent, preset = make_agent(target_entropy=target_entropy)
+    batch = random_batch(agent, preset)
+    before = agent.alpha
+    for _ in range(3):
+        metrics = agent.update(batch)
+    assert metrics["policy/alpha"] == agent.alpha
+    # entropy below the target (10 nats for 2 actions is unreachable): alpha grows; far above it: alpha shrinks
+    assert np.sign(round(agent.alpha - before, 12)) == direction
+    if target_entropy is None:
+        assert agent.alpha == pytest.approx(preset.agent.alpha)
+
+
 def test_burn_in_runs_without_gradients():
     agent, preset = make_agent()
     batch = random_batch(agent, preset)

@@ -1,12 +1,18 @@
 """Training runs: the run directory, episode statistics, bad input, determinism (smoke preset, seconds)."""
+import dataclasses
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+import torch
 
 from gtvision.agent.loop import _EpisodeStats
-from gtvision.training import RunConfig, read_metrics, train
+from gtvision.training import RunConfig, complete_checkpoints, read_metrics, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,3 +81,120 @@ def test_bad_names_raise_naming_the_valid_ones(tmp_path, field, value, valid):
     with pytest.raises(ValueError, match=valid):
         train(RunConfig(**{field: value}), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+# ---------------------------------------------------------------------------- checkpoints and resume
+
+RACE = {"num_opponents": 1, "max_time_s": 2.0}  # short episodes: several end within the test
+
+
+def _racing_config(total_steps, **kw):
+    return RunConfig(scenario="tokyo", preset="smoke", total_steps=total_steps, env_kwargs=RACE, seed=11,
+                     checkpoint_every=2, checkpoint_replay=True, **kw)
+
+
+def _deterministic(record):
+    return {k: v for k, v in record.items() if k not in ("charts/wall_s", "charts/sps")}
+
+
+def test_a_stopped_and_resumed_run_equals_the_uninterrupted_run_step_for_step(tmp_path):
+    _, full = train(_racing_config(6 * 64), tmp_path / "full", progress=False)
+    _, first = train(_racing_config(3 * 64), tmp_path / "split", progress=False)   # stops after epoch 3
+    assert [c.name for c in complete_checkpoints(tmp_path / "split")] == ["epoch_000002", "epoch_000003"]
+    _, rest = train(_racing_config(6 * 64), tmp_path / "split", progress=False, resume=True)
+    assert [r["epoch"] for r in rest] == [4, 5, 6]  # from the checkpoint of epoch 3
+    assert [_deterministic(r) for r in first + rest] == [_deterministic(r) for r in full]
+    assert sum(r["charts/episodes"] for r in full) > 0 and full[-1]["charts/updates"] > 0
+    a = torch.load(complete_checkpoints(tmp_path / "full")[-1] / "trainer.pt", weights_only=False)
+    b = torch.load(complete_checkpoints(tmp_path / "split")[-1] / "trainer.pt", weights_only=False)
+    for name, w in a["agent"]["actor"].items():
+        assert torch.equal(w, b["agent"]["actor"][name]), name
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_another_configuration_and_corrupt_or_foreign_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    train(_racing_config(2 * 64), out, progress=False)
+    before = (out / "metrics.jsonl").read_text()
+    with pytest.raises(ValueError, match="different configuration.*seed"):
+        train(dataclasses.replace(_racing_config(4 * 64), seed=12), out, progress=False, resume=True)
+    ckpt = complete_checkpoints(out)[-1]
+    meta = json.loads((ckpt / "meta.json").read_text())
+    (ckpt / "meta.json").write_text(json.dumps({**meta, "format": "someone-else-1"}))
+    with pytest.raises(ValueError, match="foreign"):
+        train(_racing_config(4 * 64), out, progress=False, resume=True)
+    (ckpt / "meta.json").write_text(json.dumps(meta))
+    data = (ckpt / "trainer.pt").read_bytes()
+    (ckpt / "trainer.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="corrupt"):
+        train(_racing_config(4 * 64), out, progress=False, resume=True)
+    assert (out / "metrics.jsonl").read_text() == before  # nothing overwritten
+    with pytest.raises(ValueError, match="no run there"):
+        train(_racing_config(4 * 64), tmp_path / "nothing", progress=False, resume=True)
+
+
+_KILL_SCRIPT = r"""
+import sys, time, torch
+from pathlib import Path
+from gtvision import training
+from gtvision.training import RunConfig, train
+out = Path(sys.argv[1])
+torch.set_num_threads(1)
+real_save = torch.save
+def save_then_hang(obj, f, *a, **k):
+    real_save(obj, f, *a, **k)
+    if "epoch_000002" in str(f):       # the second checkpoint: written, then the process hangs mid-way
+        print("writing", flush=True)
+        time.sleep(600)
+training.torch.save = save_then_hang
+train(RunConfig(env_id="Pendulum-v1", preset="smoke", total_steps=4 * 64, checkpoint_every=1,
+                checkpoint_replay=True), out, progress=False)
+"""
+
+
+def test_a_process_killed_while_writing_a_checkpoint_leaves_the_previous_one_loadable(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert [c.name for c in complete_checkpoints(out)] == ["epoch_000001"]
+    assert list((out / "checkpoints").glob(".tmp-epoch_000002-*"))  # the interrupted one, never renamed
+    cfg = RunConfig(env_id="Pendulum-v1", preset="smoke", total_steps=3 * 64, checkpoint_every=1,
+                    checkpoint_replay=True)
+    _, rest = train(cfg, out, progress=False, resume=True)
+    assert [r["epoch"] for r in rest] == [2, 3]
+    assert [c.name for c in complete_checkpoints(out)][-1] == "epoch_000003"
+    assert not list((out / "checkpoints").glob(".tmp-*"))  # leftovers cleaned once a new one is complete
+
+
+# ---------------------------------------------------------------------------- Ray backend
+
+
+def test_ray_worker_killed_mid_run_is_restarted_with_the_current_weights_and_the_run_completes(tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    seen = []
+
+    def kill_a_worker_then_watch(trainer, record):
+        if record["epoch"] == 1:
+            os.kill(trainer.worker_pids()[0], signal.SIGKILL)
+        else:  # the weights each worker drove with in this epoch: the learner's of this epoch
+            seen.append((trainer.worker_versions(), trainer.version - 1))
+
+    cfg = RunConfig(env_id="Pendulum-v1", preset="smoke", backend="ray", workers=2, total_steps=5 * 64, seed=1,
+                    checkpoint_every=0)
+    try:
+        _, history = train(cfg, tmp_path / "run", progress=False, on_epoch=kill_a_worker_then_watch)
+    finally:
+        ray.shutdown()
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]  # the run went on to its end
+    assert history[-1]["ray/worker_restarts"] == 1
+    # every collection, the restarted worker's included, ran with the weights of its epoch
+    assert history[-1]["ray/stale_collections"] == 0
+    assert seen and all(versions == [version, version] for versions, version in seen)
+    assert history[-1]["charts/env_steps"] == 5 * 64 and history[-1]["charts/updates"] > 0

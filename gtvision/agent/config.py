@@ -49,7 +49,10 @@ class AgentConfig:
     n_step: int = 7
     """Steps of the multi-step return (paper IV-B)."""
     alpha: float = 0.01
-    """Fixed entropy coefficient (paper IV-B)."""
+    """Entropy coefficient (paper IV-B: fixed at 0.01); the initial one when ``target_entropy`` is set."""
+    target_entropy: float | None = None
+    """None: alpha stays fixed (the paper). A number: alpha is tuned so that the policy's entropy stays at
+    it (Haarnoja et al. 2018, "SAC: algorithms and applications"), e.g. -2 for two action dimensions."""
     actor_lr: float = 2.5e-5
     """Adam learning rate of the actor (paper IV-B)."""
     critic_lr: float = 2.5e-5

@@ -25,6 +25,7 @@ key                            meaning
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -88,6 +89,104 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
+class LocalTrainer:
+    """The single-process loop as an object whose whole state can be saved and restored.
+
+    ``run_epoch()`` collects ``env_steps_per_epoch`` steps with the current policy, stores them, then runs
+    ``updates_per_epoch`` updates (once the buffer holds ``learning_starts``), and reinitialises the
+    networks at ``reset_epoch``. :meth:`state_dict` / :meth:`load_state_dict` hold everything the next
+    epoch depends on (networks, optimisers, targets, counters, RNG states, the environments and the
+    episode in progress), so a restored trainer continues step for step; the replay is saved apart
+    (:meth:`SequenceReplay.save`).
+    """
+
+    def __init__(self, envs: gym.vector.VectorEnv, preset: Preset, seed: int = 0, device: str = "cpu"):
+        cfg = preset.train
+        self.envs, self.preset, self.cfg, self.seed = envs, preset, cfg, seed
+        torch.manual_seed(seed)
+        n = self.num_envs = envs.num_envs
+        self.agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
+                                burn_in=preset.replay.burn_in)
+        self.replay = SequenceReplay(as_dict_space(envs.single_observation_space), self.agent.replay_keys,
+                                     self.agent.action_dim, self.agent.hidden_size, n, preset.replay,
+                                     preset.agent.gamma, preset.agent.n_step, device, seed=seed)
+        self.obs, _ = envs.reset(seed=seed)
+        self.hidden = self.agent.initial_hidden(n)
+        self.prev_done = np.zeros(n, bool)
+        self.stats = _EpisodeStats(n)
+        self.epoch, self.env_steps, self.updates, self.wall_s = 0, 0, 0, 0.0
+
+    def run_epoch(self) -> dict:
+        """One epoch; returns its metrics record (see the module docstring)."""
+        cfg, agent, n = self.cfg, self.agent, self.num_envs
+        t0, metrics = time.perf_counter(), {}
+        for _ in range(max(1, cfg.env_steps_per_epoch // n)):
+            action, next_hidden = agent.act(self.obs, self.hidden)
+            next_obs, reward, terminated, truncated, info = self.envs.step(action)
+            self.replay.add(self.obs, self.hidden, action, reward, terminated, truncated, next_obs)
+            done = ~self.prev_done & (terminated | truncated)
+            self.stats.add(reward, info, ~self.prev_done, done)  # an autoreset step belongs to no episode
+            # After the autoreset step, next_obs is a new episode's first observation: its state starts at zero.
+            self.hidden = torch.where(torch.as_tensor(self.prev_done, device=agent.device)[:, None], 0.0, next_hidden)
+            self.prev_done, self.obs = done, next_obs
+            self.env_steps += n
+        if len(self.replay) >= cfg.learning_starts:
+            for _ in range(cfg.updates_per_epoch):
+                metrics = agent.update(self.replay.sample())
+                self.updates += 1
+        self.epoch += 1
+        if cfg.reset_epoch is not None and self.epoch == cfg.reset_epoch:
+            agent.reinitialise()  # Paper III-E, IV-B: reinitialise networks (and optimisers) at epoch 2000
+        self.wall_s += time.perf_counter() - t0
+        return {"epoch": self.epoch, "charts/env_steps": self.env_steps, "charts/updates": self.updates,
+                "charts/transitions": len(self.replay), "charts/wall_s": self.wall_s,
+                "charts/sps": self.env_steps / max(self.wall_s, 1e-9), **self.stats.summary(), **metrics}
+
+    def state_dict(self) -> dict:
+        """Everything but the replay: networks, optimisers, counters, RNG states, environments, episodes."""
+        return {"agent": self.agent.state_dict(), "epoch": self.epoch, "env_steps": self.env_steps,
+                "updates": self.updates, "wall_s": self.wall_s, "torch_rng": torch.get_rng_state(),
+                "obs": self.obs, "hidden": self.hidden.cpu(), "prev_done": self.prev_done, "stats": self.stats,
+                "envs": _picklable_envs(self.envs)}
+
+    def load_state_dict(self, state: dict):
+        self.agent.load_state_dict(state["agent"])
+        self.epoch, self.env_steps, self.updates, self.wall_s = (state["epoch"], state["env_steps"],
+                                                                 state["updates"], state["wall_s"])
+        torch.set_rng_state(state["torch_rng"])
+        self.obs, self.prev_done, self.stats = state["obs"], state["prev_done"], state["stats"]
+        self.hidden = state["hidden"].to(self.agent.device)
+        if state["envs"] is not None:
+            self.envs.close()
+            self.envs = state["envs"]
+        else:  # environments that cannot be pickled start new episodes, seeded by the epoch
+            self.obs, _ = self.envs.reset(seed=self.seed + 1_000_003 * self.epoch)
+            self.hidden = self.agent.initial_hidden(self.num_envs)
+            self.prev_done = np.zeros(self.num_envs, bool)
+            self.stats = _EpisodeStats(self.num_envs)
+
+
+def _picklable_envs(envs: gym.vector.VectorEnv):
+    """``envs`` if it pickles (gtvision's vector envs do); a ``SyncVectorEnv`` without its factory
+    closures; else None."""
+    import pickle
+    try:
+        pickle.dumps(envs)
+        return envs
+    except Exception:  # noqa: BLE001  (any pickling failure means: restart the episodes on resume)
+        pass
+    if isinstance(envs, gym.vector.SyncVectorEnv):
+        fns, envs.env_fns = envs.env_fns, None
+        try:
+            pickle.dumps(envs)
+            return copy.deepcopy(envs)
+        except Exception:  # noqa: BLE001
+            return None
+        finally:
+            envs.env_fns = fns
+    return None
+
+
 def train_local(envs: gym.vector.VectorEnv | str, preset: Preset, seed: int = 0, device: str = "cpu",
                 epochs: int | None = None, max_seconds: float | None = None,
                 log: Callable[[dict], None] | None = None, progress: bool = False,
@@ -98,56 +197,34 @@ def train_local(envs: gym.vector.VectorEnv | str, preset: Preset, seed: int = 0,
     the end of an epoch. Returns the agent, its replay and one metrics record per epoch (see the
     module docstring); ``log`` is called with each record as it is made.
     """
-    cfg = preset.train
     if isinstance(envs, str):
-        envs = gym.make_vec(envs, num_envs=cfg.num_envs, **env_kwargs)
-    torch.manual_seed(seed)
-    n = envs.num_envs
-    agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
-                       burn_in=preset.replay.burn_in)
-    replay = SequenceReplay(as_dict_space(envs.single_observation_space), agent.replay_keys, agent.action_dim,
-                            agent.hidden_size, n, preset.replay, preset.agent.gamma, preset.agent.n_step,
-                            device, seed=seed)
-    obs, _ = envs.reset(seed=seed)
-    hidden = agent.initial_hidden(n)
-    prev_done = np.zeros(n, bool)
-    stats = _EpisodeStats(n)
-    history, env_steps, updates = [], 0, 0
-    num_epochs = cfg.epochs if epochs is None else epochs
-    start = time.perf_counter()
-    bar = tqdm(total=num_epochs, desc="epochs", unit="epoch", disable=not progress, dynamic_ncols=True)
-    for epoch in range(num_epochs):
-        metrics = {}
-        for _ in range(max(1, cfg.env_steps_per_epoch // n)):
-            action, next_hidden = agent.act(obs, hidden)
-            next_obs, reward, terminated, truncated, info = envs.step(action)
-            replay.add(obs, hidden, action, reward, terminated, truncated, next_obs)
-            done = ~prev_done & (terminated | truncated)
-            stats.add(reward, info, ~prev_done, done)  # an autoreset step belongs to no episode
-            # After the autoreset step, next_obs is a new episode's first observation: its state starts at zero.
-            hidden = torch.where(torch.as_tensor(prev_done, device=agent.device)[:, None], 0.0, next_hidden)
-            prev_done, obs = done, next_obs
-            env_steps += n
-        if len(replay) >= cfg.learning_starts:
-            for _ in range(cfg.updates_per_epoch):
-                metrics = agent.update(replay.sample())
-                updates += 1
-        if cfg.reset_epoch is not None and epoch + 1 == cfg.reset_epoch:
-            agent.reinitialise()  # Paper III-E, IV-B: reinitialise networks (and optimisers) at epoch 2000
-        wall = time.perf_counter() - start
-        record = {"epoch": epoch + 1, "charts/env_steps": env_steps, "charts/updates": updates,
-                  "charts/transitions": len(replay), "charts/wall_s": wall, "charts/sps": env_steps / wall,
-                  **stats.summary(), **metrics}
+        envs = gym.make_vec(envs, num_envs=preset.train.num_envs, **env_kwargs)
+    trainer = LocalTrainer(envs, preset, seed, device)
+    history = []
+    for record in run_epochs(trainer, preset.train.epochs if epochs is None else epochs, max_seconds, progress):
         history.append(record)
         if log is not None:
             log(record)
+    return trainer.agent, trainer.replay, history
+
+
+def run_epochs(trainer: LocalTrainer, epochs: int, max_seconds: float | None = None, progress: bool = False):
+    """Yield the records of ``trainer``'s epochs until it has run ``epochs`` in all (counting epochs run
+    before a resume) or ``max_seconds`` of training time have passed; a progress bar on request."""
+    bar = tqdm(total=epochs, initial=trainer.epoch, desc="epochs", unit="epoch", disable=not progress,
+               dynamic_ncols=True)
+    last_return = math.nan
+    while trainer.epoch < epochs:
+        record = trainer.run_epoch()
+        if math.isfinite(record["charts/episodic_return"]):
+            last_return = record["charts/episodic_return"]
         bar.update(1)
-        recent = [h["charts/episodic_return"] for h in history[-20:] if math.isfinite(h["charts/episodic_return"])]
-        bar.set_postfix(steps=env_steps, updates=updates, ret=f"{recent[-1]:.1f}" if recent else "-")
-        if max_seconds is not None and wall >= max_seconds:
+        bar.set_postfix(steps=trainer.env_steps, updates=trainer.updates,
+                        ret="-" if math.isnan(last_return) else f"{last_return:.1f}")
+        yield record
+        if max_seconds is not None and trainer.wall_s >= max_seconds:
             break
     bar.close()
-    return agent, replay, history
 
 
 def evaluate_policy(agent: QRSACAgent, envs: gym.vector.VectorEnv, episodes: int, seed: int = 0) -> np.ndarray:

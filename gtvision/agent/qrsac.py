@@ -75,7 +75,8 @@ class QRSACAgent:
     """Asymmetric recurrent QR-SAC: a vision actor, twin quantile critics on the global state."""
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Box, config: AgentConfig,
-                 device: str | torch.device = "cpu", burn_in: int = 16):
+                 device: str | torch.device = "cpu", burn_in: int = 16, acting_only: bool = False):
+        """``acting_only``: only the actor (a rollout worker's policy copy: no critics, no optimisers)."""
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             raise TypeError(f"action space {action_space} is not a 1-d Box")
         self.observation_space = as_dict_space(observation_space)
@@ -85,6 +86,7 @@ class QRSACAgent:
         self.action_dim = action_space.shape[0]
         self.action_low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
         self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
+        self.acting_only = acting_only
         self.reinitialise()
 
     # --- networks -----------------------------------------------------------------------------------------
@@ -92,10 +94,20 @@ class QRSACAgent:
         """Fresh networks, targets and optimisers (paper III-E: when the buffer first fills)."""
         cfg, space = self.config, self.observation_space
         self.actor = Actor(space, self.action_dim, cfg).to(self.device)
+        if self.acting_only:
+            return
         self.critics = nn.ModuleList([QuantileCritic(space, self.action_dim, cfg) for _ in range(2)]).to(self.device)
         self.critic_targets = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.critic_lr)
+        self.log_alpha = torch.tensor(float(np.log(cfg.alpha)), device=self.device,
+                                      requires_grad=cfg.target_entropy is not None)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.actor_lr) if self.log_alpha.requires_grad else None
+
+    @property
+    def alpha(self) -> float:
+        """The entropy coefficient now (fixed unless ``config.target_entropy`` is set)."""
+        return float(self.log_alpha.detach().exp())
 
     @property
     def hidden_size(self) -> int:
@@ -171,7 +183,7 @@ class QRSACAgent:
             q_next = [t.quantiles(_gather_time(t.torso.unroll(obs, t.torso.initial_hidden(first), first, burn_in=bi)[0], boot),
                                   next_action) for t in self.critic_targets]
             target = qrsac_target(batch["nstep_return"], batch["nstep_discount"], q_next[0], q_next[1],
-                                  next_log_prob, cfg.alpha)
+                                  next_log_prob, self.alpha)
 
         # Critic step: quantile Huber loss of both critics against the shared target.
         q = [c.quantiles(f[:, :L], action) for c, f in zip(self.critics, crit_feats)]
@@ -188,11 +200,17 @@ class QRSACAgent:
         q_pi = torch.stack([c.quantiles(f[:, :L].detach(), new_action).mean(-1)
                             for c, f in zip(self.critics, crit_feats)])
         q_pi = q_pi.min(0).values if cfg.actor_q == "min" else q_pi.mean(0)
-        actor_loss = ((cfg.alpha * log_prob - q_pi) * mask).sum() / mask.sum().clamp(min=1)
+        actor_loss = ((self.alpha * log_prob - q_pi) * mask).sum() / mask.sum().clamp(min=1)
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
         self.critics.requires_grad_(True)
+        if self.alpha_opt is not None:  # alpha follows the entropy towards its target
+            entropy_gap = ((log_prob.detach() + cfg.target_entropy) * mask).sum() / mask.sum().clamp(min=1)
+            alpha_loss = -self.log_alpha * entropy_gap
+            self.alpha_opt.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_opt.step()
 
         for c, t in zip(self.critics, self.critic_targets):
             polyak_update(c, t, cfg.tau)
@@ -203,13 +221,15 @@ class QRSACAgent:
             "values/q_mean": float(q[0].detach().mean()),
             "values/target_mean": float(target.mean()),
             "policy/log_prob": float(log_prob.detach().mean()),
+            "policy/alpha": self.alpha,
         }
 
     # --- state --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {"actor": self.actor.state_dict(), "critics": self.critics.state_dict(),
                 "critic_targets": self.critic_targets.state_dict(), "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict()}
+                "critic_opt": self.critic_opt.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
+                "alpha_opt": None if self.alpha_opt is None else self.alpha_opt.state_dict()}
 
     def load_state_dict(self, state: dict):
         self.actor.load_state_dict(state["actor"])
@@ -217,3 +237,7 @@ class QRSACAgent:
         self.critic_targets.load_state_dict(state["critic_targets"])
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.critic_opt.load_state_dict(state["critic_opt"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        if self.alpha_opt is not None:
+            self.alpha_opt.load_state_dict(state["alpha_opt"])

@@ -157,38 +157,57 @@ class SequenceReplay:
 
     def add(self, obs: Mapping[str, np.ndarray] | np.ndarray, hidden: torch.Tensor | np.ndarray, action: np.ndarray,
             reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-            next_obs: Mapping[str, np.ndarray] | np.ndarray):
-        """Store one vector-env step; every argument has a leading axis of ``num_envs``.
+            next_obs: Mapping[str, np.ndarray] | np.ndarray, streams: Sequence[int] | np.ndarray | None = None):
+        """Store one vector-env step; every argument has a leading axis of ``num_envs`` (or of ``streams``).
 
         ``hidden`` (num_envs, H) is the actor state passed *into* ``act`` for ``obs``. Sub-environments whose
-        previous step ended an episode are on their autoreset step and are skipped.
+        previous step ended an episode are on their autoreset step and are skipped. ``streams``: the streams
+        the rows belong to, when a rollout worker's environments fill part of the buffer (default: all).
         """
         if not isinstance(obs, Mapping):
             obs, next_obs = {"obs": obs}, {"obs": next_obs}
         if isinstance(hidden, torch.Tensor):
             hidden = hidden.detach().cpu().numpy()
+        idx = np.arange(self.num_envs) if streams is None else np.asarray(streams, np.int64)
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
-        keep = ~self.prev_done
-        envs = np.flatnonzero(keep)
-        self._write(envs, {
-            **{f"obs/{k}": np.asarray(obs[k])[envs] for k in self.keys},
-            "hidden": np.asarray(hidden)[envs], "action": np.asarray(action)[envs],
-            "reward": np.asarray(reward, np.float32)[envs], "terminated": terminated[envs],
-            "truncated": truncated[envs], "first": self.next_first[envs], "last": np.zeros(len(envs), bool),
+        keep = ~self.prev_done[idx]
+        local = np.flatnonzero(keep)
+        self._write(idx[local], {
+            **{f"obs/{k}": np.asarray(obs[k])[local] for k in self.keys},
+            "hidden": np.asarray(hidden)[local], "action": np.asarray(action)[local],
+            "reward": np.asarray(reward, np.float32)[local], "terminated": terminated[local],
+            "truncated": truncated[local], "first": self.next_first[idx[local]], "last": np.zeros(len(local), bool),
         })
         done = keep & (terminated | truncated)
         ended = np.flatnonzero(done)
         if len(ended):  # the episode's final observation, returned with terminated / truncated
             z = np.zeros(len(ended), bool)
-            self._write(ended, {
+            self._write(idx[ended], {
                 **{f"obs/{k}": np.asarray(next_obs[k])[ended] for k in self.keys},
                 "hidden": np.zeros((len(ended), self.storage["hidden"].shape[1])),
                 "action": np.zeros((len(ended), self.storage["action"].shape[1])), "reward": np.zeros(len(ended)),
                 "terminated": z, "truncated": z, "first": z, "last": ~z,
             })
-        self.next_first[keep] = False
-        self.next_first[~keep] = True  # the autoreset step returned the next episode's first observation
-        self.prev_done = done
+        self.next_first[idx[keep]] = False
+        self.next_first[idx[~keep]] = True  # the autoreset step returned the next episode's first observation
+        self.prev_done[idx] = done
+
+    def restart_streams(self, streams: Sequence[int] | np.ndarray):
+        """Cut the episodes in progress in ``streams`` (their environments were lost, e.g. a rollout worker
+        died): the newest row becomes the episode's final observation (``last``, masked), the row before it
+        a truncation that bootstraps from it, and the next row stored starts a new episode."""
+        for st in np.asarray(streams, np.int64):
+            self.prev_done[st], self.next_first[st] = False, True
+            if self.size[st] == 0:
+                continue
+            newest = st * self.stream_capacity + (self.head[st] - 1) % self.stream_capacity
+            if self.storage["last"][newest]:
+                continue  # the episode had ended already
+            self.storage["last"][newest] = True
+            if self.size[st] > 1 and not self.storage["first"][newest]:
+                before = st * self.stream_capacity + (self.head[st] - 2) % self.stream_capacity
+                if not self.storage["terminated"][before]:
+                    self.storage["truncated"][before] = True
 
     def sample(self, batch_sequences: int | None = None) -> dict:
         """A batch of windows as torch tensors on ``device``.
@@ -230,3 +249,31 @@ class SequenceReplay:
         batch["nstep_return"], batch["nstep_discount"], batch["bootstrap_index"] = to(ret), to(disc), to(boot)
         batch["mask"] = to((~data["last"][:, bi:bi + L]).astype(np.float32))
         return batch
+
+    # --- checkpoints ----------------------------------------------------------------------------------------
+    _COUNTERS = ("head", "size", "prev_done", "next_first")
+
+    def save(self, directory: str | os.PathLike):
+        """Write the buffer into ``directory`` (one ``.npy`` per field, the counters and the sampler's RNG)."""
+        os.makedirs(directory, exist_ok=True)
+        for name, array in self.storage.items():
+            np.save(os.path.join(directory, name.replace("/", "_") + ".npy"), array)
+        np.savez(os.path.join(directory, "counters.npz"), **{k: getattr(self, k) for k in self._COUNTERS})
+        with open(os.path.join(directory, "rng.json"), "w") as f:
+            import json
+            json.dump(self.rng.bit_generator.state, f)
+
+    def load(self, directory: str | os.PathLike):
+        """Read a buffer written by :meth:`save` into this one (same fields and capacity, else ``ValueError``)."""
+        import json
+        for name, array in self.storage.items():
+            saved = np.load(os.path.join(directory, name.replace("/", "_") + ".npy"), mmap_mode="r")
+            if saved.shape != array.shape or saved.dtype != array.dtype:
+                raise ValueError(f"replay field {name!r} in {directory} is {saved.dtype}{saved.shape}, this buffer's "
+                                 f"is {array.dtype}{array.shape}: a different configuration")
+            array[...] = saved
+        counters = np.load(os.path.join(directory, "counters.npz"))
+        for k in self._COUNTERS:
+            getattr(self, k)[...] = counters[k]
+        with open(os.path.join(directory, "rng.json")) as f:
+            self.rng.bit_generator.state = json.load(f)
