@@ -8,6 +8,7 @@ file                contents
 ==================  ========================================================================================
 ``config.json``     the :class:`RunConfig` and the resolved preset
 ``metrics.jsonl``   one record per epoch, written as it ends (keys: ``gtvision.agent.loop``)
+``tensorboard/``    the same scalars as TensorBoard event files (x axis: environment steps)
 ``eval.json``       returns of the deterministic policy at the end, when ``eval_episodes`` > 0
 ``checkpoints/``    ``epoch_NNNNNN/`` every ``checkpoint_every`` epochs, the newest ``keep_checkpoints``
 ==================  ========================================================================================
@@ -153,16 +154,22 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
             {"run": dataclasses.asdict(config), "env_id": env_id, "num_envs": num_envs, "epochs": epochs,
              "preset": preset.to_dict()}, indent=2, default=str))
     history = []
+    from tensorboardX import SummaryWriter
+    tb = SummaryWriter(str(out / "tensorboard"), purge_step=trainer.epoch + 1 if resume else None)
     with open(out / "metrics.jsonl", "a") as f:
         for record in run_epochs(trainer, epochs, None if config.max_minutes is None else 60.0 * config.max_minutes,
                                  progress):
             f.write(json.dumps({k: _json_number(v) for k, v in record.items()}) + "\n")
             f.flush()
+            for key, value in record.items():
+                if "/" in key and isinstance(value, (int, float)) and math.isfinite(value):
+                    tb.add_scalar(key, value, record["charts/env_steps"])
             history.append(record)
             if config.checkpoint_every and trainer.epoch % config.checkpoint_every == 0:
                 save_checkpoint(trainer, out, config)
             if on_epoch is not None:
                 on_epoch(trainer, record)
+    tb.close()
     if config.checkpoint_every and trainer.epoch % config.checkpoint_every != 0:
         save_checkpoint(trainer, out, config)  # the end of the run
     agent = trainer.agent

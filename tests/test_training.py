@@ -29,10 +29,30 @@ def test_a_run_writes_its_config_and_metrics_and_never_overwrites_a_run(tmp_path
     assert metrics["charts/env_steps"].iloc[-1] == 512
     assert metrics["charts/updates"].iloc[-1] > 0 and np.isfinite(metrics["losses/critic"].iloc[-1])
     assert metrics["charts/episodes"].sum() == 2  # two envs, one 200-step episode each
+    tags = _tensorboard_tags(out / "tensorboard")
+    assert {"charts/episodic_return", "charts/sps", "losses/critic"} <= tags
     ev = json.loads((out / "eval.json").read_text())
     assert ev["episodes"] == 2 and len(ev["returns"]) == 2 and ev["mean_return"] < 0
     with pytest.raises(FileExistsError, match="already holds a run"):
         train(cfg, out, progress=False)
+
+
+def _tensorboard_tags(directory) -> set[str]:
+    """Scalar tags in the TensorBoard event files of ``directory`` (TFRecord framing, Event protos)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    tags = set()
+    for path in directory.glob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        pos = 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = Event.FromString(data[pos + 12:pos + 12 + length])
+            tags |= {v.tag for v in event.summary.value}
+            pos += 12 + length + 4
+    return tags
 
 
 def test_same_seed_same_run_on_cpu(tmp_path):
