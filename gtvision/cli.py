@@ -98,6 +98,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    from .evaluation import evaluate, summarize, write_results
+
+    _threads(args.threads)
+    driver = args.checkpoint or args.driver
+    table = evaluate(driver, args.scenario, args.episodes, args.seed, args.device, laps=args.laps,
+                     progress=not args.quiet)
+    name = f"eval_{args.scenario}_{'biai' if args.checkpoint is None else Path(args.checkpoint).name}"
+    csv, _ = write_results(table, args.out, name)
+    s = summarize(table)
+    print(f"{args.scenario}, {s['episodes']} race(s), driver {driver}: win rate {s['win_rate']:.2f} | margin mean "
+          f"{s['margin_mean_m']:.1f} m, median {s['margin_median_m']:.1f} m | place mean {s['place_mean']:.2f} | "
+          f"collision {s['car_collision_time_mean_s']:.2f} s | wall {s['wall_time_mean_s']:.2f} s | "
+          f"finished {s['finished']}/{s['episodes']}\n-> {csv}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     _threads(args.threads)
     if args.races is None:
@@ -195,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue the run in DIR from its newest checkpoint (--total-steps / --minutes may grow)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="4-lap races from the back of a 20-car grid (paper IV-C), batched")
+    who = e.add_mutually_exclusive_group()
+    who.add_argument("--checkpoint", default=None, help="a run's checkpoint directory (or a run directory: its newest)")
+    who.add_argument("--driver", default="biai", choices=["biai"], help="a built-in driver in the agent's seat")
+    e.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
+    e.add_argument("--episodes", type=int, default=8)
+    e.add_argument("--laps", type=int, default=4)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--out", default="runs/eval")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
     b.add_argument("what", choices=["sim", "env", "learner"],

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..sim import core
-from ..sim.race import RACE_TIME_CAP_FACTOR
+from ..sim.race import RACE_TIME_CAP_FACTOR, START_REACTION_S
 from ..sim.track import Track
 
 LEARNER = 0
@@ -125,14 +125,19 @@ class EpisodeDraws:
     """(k, C) float32 engine power multipliers (1 for the learner and parked cars)."""
     mass_scale: torch.Tensor
     """(k, C) float32 mass multipliers."""
+    reaction_s: torch.Tensor
+    """(k, C) float32 each opponent's reaction to a standing start (s; 0 for the learner and parked cars):
+    as in ``gtvision.sim.race``, so that the races of a batch are not copies of one another."""
 
 
 def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m: float) -> EpisodeDraws:
     """Draw one new episode per generator (one generator per race, so a race's episodes depend only
     on its own seed, whatever the batch around it)."""
     C = cfg.num_cars
-    n_opp, slot, start, power, mass = [], [], [], [], []
+    n_opp, slot, start, power, mass, reaction = [], [], [], [], [], []
     for rng in rngs:
+        # drawn first and for a full grid, so that a race is the same whatever else the episode draws
+        react = rng.uniform(0.0, START_REACTION_S, size=MAX_OPPONENTS + 1)[:C]
         n = int(rng.choice(CURRICULUM_OPPONENTS)) if cfg.num_opponents is None else int(cfg.num_opponents)
         n_opp.append(n)
         if cfg.start == "random":
@@ -148,9 +153,11 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
         used[LEARNER] = False
         power.append(np.where(used, p, 1.0))
         mass.append(np.where(used, m, 1.0))
+        reaction.append(np.where(used, react, 0.0))
     f32 = torch.float32
     return EpisodeDraws(torch.tensor(n_opp), torch.tensor(slot), torch.tensor(start, dtype=f32),
-                        torch.tensor(np.stack(power), dtype=f32), torch.tensor(np.stack(mass), dtype=f32))
+                        torch.tensor(np.stack(power), dtype=f32), torch.tensor(np.stack(mass), dtype=f32),
+                        torch.tensor(np.stack(reaction), dtype=f32))
 
 
 def fresh_states(params: core.SimParams, cfg: EpisodeConfig, draws: EpisodeDraws) -> core.SimState:

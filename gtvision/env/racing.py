@@ -156,6 +156,8 @@ class RaceBatch:
         self.vertical_rate = torch.zeros(R, 2, device=dev)
         self.stuck_ref_m = torch.zeros(R, device=dev)
         self.stuck_time_s = torch.zeros(R, device=dev)
+        self.reaction_s = torch.zeros(R, C, device=dev)
+        """Opponents' reaction to a standing start (s): until then they keep off the throttle."""
 
     # ------------------------------------------------------------------ episodes
 
@@ -187,6 +189,8 @@ class RaceBatch:
         self.vertical_rate[idx] = 0.0
         self.stuck_ref_m[idx] = fresh.progress_m[:, LEARNER]
         self.stuck_time_s[idx] = 0.0
+        if self.episode.start_speed_mps == 0:
+            self.reaction_s[idx] = draws.reaction_s.to(self.device)
 
     def advance(self, actions: torch.Tensor):
         """One control step of every race with the learners' ``actions`` (R, 2).
@@ -195,6 +199,8 @@ class RaceBatch:
         """
         prev = self.state
         controls = biai_controls(prev, self.params, self.plan)
+        waiting = self.reaction_s > prev.time_s.unsqueeze(1)  # the opponents' reaction to the start
+        controls[..., 1] = torch.where(waiting, torch.zeros_like(controls[..., 1]), controls[..., 1])
         controls[:, LEARNER] = actions
         if self.any_parked:
             controls = controls.masked_fill(self.parked.unsqueeze(-1), 0.0)

@@ -1,0 +1,165 @@
+"""Evaluation races (paper IV-C, IV-D): ``gtvision evaluate`` and :func:`evaluate` behind it.
+
+An episode is a 4-lap race from the back of a 20-car grid against 19 BIAI cars, BoP off
+(``gtvision.env.RACE``); every episode of an evaluation runs in one batch of the vector environment.
+The driver in the agent's seat is the BIAI itself (the baseline of IV-C) or a trained checkpoint's
+actor (deterministic: the Gaussian's mean).
+
+Per episode (one row of the results table):
+
+======================  ===================================================================================
+column                  meaning
+======================  ===================================================================================
+``margin_m``            winning margin (IV-C): the agent's course progress minus the best opponent's when
+                        the agent's race ends; positive = the lead over the second car, negative = the deficit
+``car_collision_time_s`` time in contact with other cars (IV-C)
+``place``               final place, 1..20
+``wall_time_s``         time in contact with a barrier
+``off_course_time_s``   time with at least three tyres outside the track limits
+``lap_1_s`` ..          each completed lap (timed line to line; the first from the rolling crossing of the line)
+``finished``            the agent completed the race (else the time cap or the stuck rule ended it)
+``race_time_s``         race time when the episode ended
+======================  ===================================================================================
+
+:func:`select_checkpoint` is the rule of IV-D: the best mean winning margin among the checkpoints whose
+mean collision time is under a threshold.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .scenarios import SCENARIO_NAMES
+
+DRIVERS = ("biai",)
+"""Built-in drivers for the agent's seat (besides checkpoints)."""
+
+
+def _policy_from_checkpoint(path: Path, envs, device: str):
+    """The deterministic actor of checkpoint ``path`` (``runs/X/checkpoints/epoch_N``) as act(obs, hidden)."""
+    from .agent.qrsac import QRSACAgent
+    from .training import RunConfig, apply_overrides, get_preset, keys_for_space
+
+    path = Path(path)
+    if (path / "checkpoints").exists():  # a run directory: its newest complete checkpoint
+        from .training import complete_checkpoints
+        found = complete_checkpoints(path)
+        if not found:
+            raise ValueError(f"{path} holds no complete checkpoint")
+        path = found[-1]
+    run_dir = path.parent.parent
+    if not (path / "trainer.pt").exists() or not (run_dir / "config.json").exists():
+        raise ValueError(f"{path} is not a checkpoint of a gtvision run (expected RUN/checkpoints/epoch_N/trainer.pt "
+                         f"and RUN/config.json)")
+    run = json.loads((run_dir / "config.json").read_text())["run"]
+    cfg = RunConfig(**{k: v for k, v in run.items() if k in RunConfig.__dataclass_fields__})
+    preset = keys_for_space(apply_overrides(get_preset(cfg.preset, cfg.variant), cfg.overrides),
+                            envs.single_observation_space)
+    agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
+                       burn_in=preset.replay.burn_in, acting_only=True)
+    state = torch.load(path / "trainer.pt", weights_only=False, map_location=device)
+    agent.actor.load_state_dict(state["agent"]["actor"])
+    return agent
+
+
+def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episodes: int = 8, seed: int = 0,
+             device: str = "cpu", laps: int = 4, progress: bool = True) -> pd.DataFrame:
+    """Race ``episodes`` 4-lap races (batched) with ``driver`` in the agent's seat; one row per episode."""
+    from .env import ENV_IDS, RACE
+
+    if scenario not in SCENARIO_NAMES:
+        raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIO_NAMES)}")
+    if not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+    envs = gym.make_vec(ENV_IDS[scenario], num_envs=episodes, device=device, **{**RACE, "laps": laps})
+    agent = None
+    if str(driver) not in DRIVERS:
+        if not Path(driver).exists():
+            raise ValueError(f"driver {str(driver)!r} is neither a checkpoint path nor one of: {', '.join(DRIVERS)}")
+        agent = _policy_from_checkpoint(Path(driver), envs, device)
+    obs, info = envs.reset(seed=seed)
+    batch = envs.unwrapped.batch
+    hidden = agent.initial_hidden(episodes) if agent is not None else None
+    active = np.ones(episodes, bool)
+    laps_seen = np.zeros(episodes, np.int64)
+    lap_times: list[list[float]] = [[] for _ in range(episodes)]
+    rows: list[dict | None] = [None] * episodes
+    max_steps = int(math.ceil(batch.time_limit_s * 10)) + 10
+    bar = tqdm(total=max_steps, desc=f"{scenario}: {episodes} race(s)", unit="step", disable=not progress)
+    for _ in range(max_steps):
+        if agent is None:
+            action = batch.biai_actions().cpu().numpy()
+        else:
+            action, hidden = agent.act(obs, hidden, eval_mode=True)
+        obs, _, terminated, truncated, info = envs.step(action)
+        for i in np.flatnonzero(active & (info["laps_done"] > laps_seen)):
+            lap_times[i].append(float(info["last_lap_time_s"][i]))
+            laps_seen[i] = info["laps_done"][i]
+        for i in np.flatnonzero(active & (terminated | truncated)):
+            rows[i] = {"episode": int(i), "margin_m": float(info["margin_m"][i]),
+                       "car_collision_time_s": float(info["car_contact_time_s"][i]), "place": int(info["place"][i]),
+                       "wall_time_s": float(info["wall_time_s"][i]),
+                       "off_course_time_s": float(info["off_course_time_s"][i]),
+                       "finished": bool(info["finished"][i]), "race_time_s": float(info["time_s"][i]),
+                       **{f"lap_{k + 1}_s": t for k, t in enumerate(lap_times[i][:laps])}}
+            active[i] = False
+        bar.update(1)
+        if not active.any():
+            break
+    bar.close()
+    envs.close()
+    if active.any():
+        raise RuntimeError(f"{int(active.sum())} race(s) did not end within {max_steps} steps")
+    table = pd.DataFrame(rows)
+    table.insert(0, "driver", str(driver))
+    table.insert(1, "scenario", scenario)
+    return table
+
+
+def summarize(table: pd.DataFrame) -> dict:
+    """Win rate, winning margin, places and times of an evaluation table."""
+    return {"episodes": len(table), "win_rate": float((table["place"] == 1).mean()),
+            "margin_mean_m": float(table["margin_m"].mean()), "margin_median_m": float(table["margin_m"].median()),
+            "place_mean": float(table["place"].mean()), "place_median": float(table["place"].median()),
+            "car_collision_time_mean_s": float(table["car_collision_time_s"].mean()),
+            "wall_time_mean_s": float(table["wall_time_s"].mean()),
+            "off_course_time_mean_s": float(table["off_course_time_s"].mean()),
+            "finished": int(table["finished"].sum())}
+
+
+def select_checkpoint(results: dict[str, pd.DataFrame], max_collision_s: float) -> str:
+    """Paper IV-D: among checkpoints whose mean car-collision time is under ``max_collision_s``, the one with
+    the best mean winning margin. ``results``: checkpoint name -> its evaluation table."""
+    eligible = {name: t["margin_m"].mean() for name, t in results.items()
+                if t["car_collision_time_s"].mean() < max_collision_s}
+    if not eligible:
+        worst = min(t["car_collision_time_s"].mean() for t in results.values())
+        raise ValueError(f"no checkpoint has a mean collision time under {max_collision_s} s "
+                         f"(the lowest is {worst:.2f} s)")
+    return max(eligible, key=eligible.get)
+
+
+def write_results(table: pd.DataFrame, out: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """``name.csv`` (the table) and ``name.json`` (its summary) in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, js = out / f"{name}.csv", out / f"{name}.json"
+    table.to_csv(csv, index=False)
+    js.write_text(json.dumps(summarize(table), indent=2))
+    return csv, js
+
+
+def races_per_minute(scenario: str = "tokyo", episodes: int = 64, seed: int = 0) -> float:
+    """Four-lap races per minute of the BIAI in the agent's seat, ``episodes`` batched (IV-C)."""
+    t0 = time.perf_counter()
+    evaluate("biai", scenario, episodes, seed, progress=False)
+    return episodes / ((time.perf_counter() - t0) / 60.0)

@@ -1,0 +1,68 @@
+"""Evaluation races: winning margin and place, the checkpoint rule of IV-D, checkpoints in the seat."""
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import gymnasium as gym
+from gtvision.env import ENV_IDS
+from gtvision.evaluation import evaluate, select_checkpoint, summarize, write_results
+from gtvision.training import RunConfig, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_winning_margin_and_place_on_a_scripted_race():
+    """Three opponents at set distances from the agent: the margin is the agent's progress minus the best
+    opponent's, the place counts the cars ahead."""
+    envs = gym.make_vec(ENV_IDS["tokyo"], num_envs=2, num_opponents=3, start="grid_back", laps=4, bop=False)
+    envs.reset(seed=0)
+    batch = envs.unwrapped.batch
+    progress = torch.tensor([[1000.0, 900.0, 970.0, 500.0],     # the agent leads by 30 m: margin +30, 1st
+                             [1000.0, 1050.0, 1120.0, 990.0]])  # two cars ahead, the best by 120 m: -120, 3rd
+    batch.state = dataclasses.replace(batch.state, progress_m=progress)
+    info = batch.info(batch.zero_terms())
+    np.testing.assert_allclose(info["margin_m"], [30.0, -120.0])
+    np.testing.assert_array_equal(info["place"], [1, 3])
+    envs.close()
+
+
+def test_biai_in_the_agents_seat_races_from_the_back_and_the_table_is_consistent(tmp_path):
+    table = evaluate("biai", "tokyo", episodes=2, seed=0, laps=1, progress=False)
+    assert list(table["episode"]) == [0, 1] and table["finished"].all()
+    assert table["place"].between(1, 20).all()
+    assert ((table["place"] == 1) == (table["margin_m"] > 0)).all()   # winning <=> a positive margin
+    assert (table["lap_1_s"] < table["race_time_s"]).all() and (table["lap_1_s"] > 90).all()
+    assert table["margin_m"].nunique() == 2  # the opponents' start reactions differ from race to race
+    csv, js = write_results(table, tmp_path, "eval")
+    assert pd.read_csv(csv).shape == table.shape and summarize(table)["episodes"] == 2
+    assert js.exists()
+
+
+def test_a_checkpoint_drives_in_the_agents_seat(tmp_path):
+    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=128, checkpoint_every=1,
+                             env_kwargs={"num_opponents": 1, "max_time_s": 2.0}), tmp_path / "run", progress=False)
+    table = evaluate(run, "tokyo", episodes=2, seed=0, laps=1, progress=False)  # the run's newest checkpoint
+    assert len(table) == 2 and table["place"].between(1, 20).all()
+    # an untrained policy does not finish: the stuck rule or the time cap ends its race
+    assert not table["finished"].any()
+    with pytest.raises(ValueError, match="neither a checkpoint path nor one of: biai"):
+        evaluate("nobody", "tokyo", episodes=1, progress=False)
+    with pytest.raises(ValueError, match="valid: tokyo, spa, sarthe"):
+        evaluate("biai", "monza", episodes=1, progress=False)
+
+
+def test_checkpoint_selection_takes_the_best_margin_under_the_collision_threshold():
+    def results(margins, collisions):
+        return pd.DataFrame({"margin_m": margins, "car_collision_time_s": collisions})
+
+    synthetic = {"epoch_100": results([50, 70], [0.5, 0.7]),      # margin 60, collisions 0.6
+                 "epoch_200": results([150, 130], [3.0, 2.0]),    # margin 140, but collisions 2.5
+                 "epoch_300": results([90, 100], [1.0, 0.8])}     # margin 95, collisions 0.9
+    assert select_checkpoint(synthetic, max_collision_s=1.0) == "epoch_300"
+    assert select_checkpoint(synthetic, max_collision_s=3.0) == "epoch_200"
+    assert select_checkpoint(synthetic, max_collision_s=0.7) == "epoch_100"
+    with pytest.raises(ValueError, match="lowest is 0.60 s"):
+        select_checkpoint(synthetic, max_collision_s=0.1)
