@@ -218,3 +218,22 @@ def test_ray_worker_killed_mid_run_is_restarted_with_the_current_weights_and_the
     assert history[-1]["ray/stale_collections"] == 0
     assert seen and all(versions == [version, version] for versions, version in seen)
     assert history[-1]["charts/env_steps"] == 5 * 64 and history[-1]["charts/updates"] > 0
+
+
+def test_the_command_line_names_the_valid_values_and_resumes(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "gtvision.cli", "train", *args], capture_output=True, text=True,
+                              check=False)
+
+    bad = cli("--variant", "no_brakes", "--out", str(tmp_path / "a"))
+    assert bad.returncode == 2 and "no_rnn" in bad.stderr and "gt_sophy" in bad.stderr
+    bad = cli("--env-id", "NoSuchEnv-v9", "--out", str(tmp_path / "b"))
+    assert bad.returncode == 2 and "unknown env id 'NoSuchEnv-v9'" in bad.stderr
+    run = tmp_path / "c"
+    ok = cli("--env-id", "Pendulum-v1", "--preset", "smoke", "--total-steps", "128", "--checkpoint-every", "1",
+             "--threads", "1", "--quiet", "--out", str(run))
+    assert ok.returncode == 0, ok.stderr
+    more = cli("--resume", str(run), "--total-steps", "256", "--quiet")
+    assert more.returncode == 0 and "epoch 4" in more.stdout, more.stderr
+    other = cli("--resume", str(run), "--preset", "cpu", "--quiet")
+    assert other.returncode == 2 and "different configuration" in other.stderr
