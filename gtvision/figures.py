@@ -1,0 +1,117 @@
+"""The paper's figures from evaluation tables (``gtvision.evaluation``), as PNG and PDF.
+
+Each function takes tables with the columns of :func:`gtvision.evaluation.evaluate` (``margin_m``,
+``car_collision_time_s``, ``place``, ...) and a ``driver`` column naming who drove, and writes
+``<out>/<name>.png`` and ``.pdf``; it returns the matplotlib figure.
+
+==========  =============================================================================================
+figure      what (paper)
+==========  =============================================================================================
+Figure 1    winning-margin histograms of the agent and its baselines on one scenario (Fig. 1, bottom)
+Figure 4    per scenario, the races' collision time against winning margin, with the contour of each
+            driver's bivariate KDE that holds 50% of its races (Fig. 4)
+Figure 6    final places of the agent and its ablations, box plots per scenario (Fig. 6)
+==========  =============================================================================================
+
+Figure 5 (trajectories and attributions) needs ``gtvision.attribution``, the next increment.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+REQUIRED = {"figure_1": ("driver", "margin_m"), "figure_4": ("driver", "scenario", "margin_m", "car_collision_time_s"),
+            "figure_6": ("driver", "scenario", "place")}
+
+
+def _check(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    missing = [c for c in REQUIRED[name] if c not in table.columns]
+    if missing:
+        raise ValueError(f"{name}: the table lacks columns {missing}; it needs {list(REQUIRED[name])}")
+    if table.empty:
+        raise ValueError(f"{name}: the table has no rows")
+    return table.reset_index(drop=True)  # seaborn needs a unique index
+
+
+def _save(fig, out: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / f"{name}.png", out / f"{name}.pdf"
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths
+
+
+def figure_1(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_1", bins: int = 30):
+    """Histogram of the winning margin per driver (one scenario's races); a line at 0 separates wins."""
+    table = _check(table, "figure_1")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    sns.histplot(table, x="margin_m", hue="driver", bins=bins, element="step", stat="count", common_bins=True, ax=ax)
+    ax.axvline(0.0, color="k", lw=1, ls="--")
+    ax.set(xlabel="winning margin (m)", ylabel="races",
+           title=f"winning margin, {table['scenario'].iloc[0] if 'scenario' in table else ''}".strip(", "))
+    fig.tight_layout()
+    _save(fig, out, name)
+    return fig
+
+
+def figure_4(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_4"):
+    """Per scenario: each driver's races as points, and the KDE contour holding 50% of them."""
+    table = _check(table, "figure_4")
+    scenarios = list(dict.fromkeys(table["scenario"]))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.6 * len(scenarios), 3.8), squeeze=False)
+    palette = dict(zip(dict.fromkeys(table["driver"]), sns.color_palette(n_colors=table["driver"].nunique())))
+    for ax, sc in zip(axes[0], scenarios):
+        part = table[table["scenario"] == sc]
+        for driver, rows in part.groupby("driver", sort=False):
+            ax.scatter(rows["margin_m"], rows["car_collision_time_s"], s=8, alpha=0.4, color=palette[driver])
+            if len(rows) >= 3 and rows["margin_m"].std() > 0 and rows["car_collision_time_s"].std() > 0:
+                _half_mass_contour(ax, rows["margin_m"].to_numpy(), rows["car_collision_time_s"].to_numpy(),
+                                   palette[driver])
+            ax.plot([], [], color=palette[driver], label=driver)
+        ax.axvline(0.0, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="winning margin (m)", ylabel="car collision time (s)", title=sc)
+        ax.set_ylim(bottom=0.0)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out, name)
+    return fig
+
+
+def _half_mass_contour(ax, x: np.ndarray, y: np.ndarray, colour):
+    """The contour of a Gaussian KDE of (x, y) that holds 50% of the points (highest-density region; the
+    level is the median of the density at the points). Each axis is standardised and the bandwidth is
+    Scott's rule, as in scipy's ``gaussian_kde``. (seaborn 0.13's own bivariate KDE, used without scipy,
+    draws broken contours with matplotlib 3.11.)"""
+    pts = np.stack([(x - x.mean()) / x.std(), (y - y.mean()) / y.std()], 1)  # (n, 2)
+    bw = len(pts) ** (-1.0 / 6.0)  # Scott's factor in 2 dimensions
+
+    def density(q):  # (m, 2) -> (m,)
+        d2 = (((q[:, None, :] - pts[None, :, :]) / bw) ** 2).sum(-1)
+        return np.exp(-0.5 * d2).mean(1)
+
+    level = float(np.median(density(pts)))
+    g = np.linspace(-3.5, 3.5, 140)
+    gx, gy = np.meshgrid(g, g)
+    z = density(np.stack([gx.ravel(), gy.ravel()], 1)).reshape(gx.shape)
+    ax.contour(gx * x.std() + x.mean(), gy * y.std() + y.mean(), z, levels=[level], colors=[colour])
+
+
+def figure_6(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_6"):
+    """Box plots of the final place of each driver (the agent and its ablations), one panel per scenario."""
+    table = _check(table, "figure_6")
+    scenarios = list(dict.fromkeys(table["scenario"]))
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.8 * len(scenarios), 3.8), squeeze=False)
+    for ax, sc in zip(axes[0], scenarios):
+        part = table[table["scenario"] == sc]
+        sns.boxplot(part, x="driver", y="place", ax=ax, color="0.85")
+        ax.set(xlabel="", ylabel="final place", title=sc, ylim=(20.5, 0.5))
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    _save(fig, out, name)
+    return fig
