@@ -1,0 +1,66 @@
+"""Attribution (paper V-B): Integrated Gradients completeness, the blurred baseline, the top-90% mask,
+frame attributions through time."""
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from gtvision.agent import get_preset
+from gtvision.agent.qrsac import QRSACAgent
+from gtvision.attribution import blurred_baseline, frame_attributions, integrated_gradients, top_mask
+
+pytest.importorskip("captum")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SPACE = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+                     "proprio": spaces.Box(-np.inf, np.inf, (18,), np.float32)})
+
+
+@pytest.fixture(scope="module")
+def actor_and_sequence():
+    torch.manual_seed(0)
+    preset = get_preset("smoke")
+    agent = QRSACAgent(SPACE, spaces.Box(-1, 1, (2,), np.float32), preset.agent, acting_only=True)
+    with torch.no_grad():  # a fresh encoder barely reacts to the image: make the actor's output depend on it
+        for p in agent.actor.torso.encoders.parameters():
+            p.mul_(3.0)
+    g = torch.Generator().manual_seed(1)
+    obs = {"image": torch.randint(0, 256, (2, 5, 64, 64, 3), generator=g, dtype=torch.uint8),
+           "proprio": torch.randn(2, 5, 18, generator=g)}
+    return agent.actor, obs, torch.zeros(2, agent.hidden_size)
+
+
+def test_integrated_gradients_are_complete(actor_and_sequence):
+    """The attributions sum to f(image) - f(blurred image), up to the 20-step path's quadrature error."""
+    actor, obs, hidden = actor_and_sequence
+    for action in ("steer", "throttle"):
+        res = integrated_gradients(actor, obs, hidden, action=action, n_steps=20)
+        assert res["attribution"].shape == (2, 64, 64)
+        diff = res["output"] - res["baseline_output"]
+        total = res["attribution"].flatten(1).sum(1)
+        assert diff.abs().min() > 1e-3  # the image matters: the comparison means something
+        assert ((total - diff).abs() <= 0.1 * diff.abs()).all(), (total, diff)  # within 10% with 20 steps
+    with pytest.raises(ValueError, match="valid: steer, throttle"):
+        integrated_gradients(actor, obs, hidden, action="gear")
+
+
+def test_blurred_baseline_is_a_7x7_mean_filter():
+    img = torch.zeros(1, 15, 15, 3)
+    img[0, 7, 7] = 49.0
+    out = blurred_baseline(img, 7)
+    assert out[0, 7, 7, 0] == pytest.approx(1.0) and out[0, 4, 4, 0] == pytest.approx(1.0)
+    assert out[0, 3, 7, 0] == 0.0  # four pixels away: outside the window
+    assert out.sum() == pytest.approx(img.sum())  # away from the borders, mass is kept
+
+
+def test_top_mask_keeps_the_fewest_pixels_with_90_percent_of_the_attribution():
+    attr = torch.tensor([[[5.0, -3.0], [1.0, 1.0]]])  # |total| 10: 5 + 3 = 8 < 9, + 1 = 9 reaches 90%
+    mask = top_mask(attr, 0.9)
+    assert mask.sum() == 3 and mask[0, 0, 0] and mask[0, 0, 1]
+
+
+def test_frame_attributions_reach_back_through_the_recurrence(actor_and_sequence):
+    actor, obs, hidden = actor_and_sequence
+    frames = frame_attributions(actor, obs, hidden, action="throttle")
+    assert frames.shape == (2, 5)
+    assert (frames[:, :-1] > 0).all()  # earlier frames matter to the final action through the GRU
