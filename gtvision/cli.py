@@ -115,6 +115,16 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_video(args) -> int:
+    from .evaluation import write_video
+
+    _threads(args.threads)
+    path = write_video(args.checkpoint or args.driver, args.scenario, args.out, laps=args.laps, seed=args.seed,
+                       max_time_s=args.max_time, speedup=args.speedup, progress=not args.quiet)
+    print(f"video: {path}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     _threads(args.threads)
     if args.races is None:
@@ -226,6 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="runs/eval")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    v = sub.add_parser("video", help="an MP4 or GIF of an evaluation race: the agent's ego view beside the map")
+    who = v.add_mutually_exclusive_group()
+    who.add_argument("--checkpoint", default=None, help="a run's checkpoint directory (or a run directory)")
+    who.add_argument("--driver", default="biai", choices=["biai"])
+    v.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
+    v.add_argument("--laps", type=int, default=4)
+    v.add_argument("--max-time", type=float, default=None, help="cut the race after this many seconds")
+    v.add_argument("--speedup", type=int, default=2, help="keep every n-th 10 Hz frame")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--threads", type=int, default=None)
+    v.add_argument("--out", default="runs/race.mp4", help="the video file (.mp4 or .gif)")
+    v.add_argument("--quiet", action="store_true")
+    v.set_defaults(func=cmd_video)
 
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
     b.add_argument("what", choices=["sim", "env", "learner"],

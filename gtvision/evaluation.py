@@ -163,3 +163,55 @@ def races_per_minute(scenario: str = "tokyo", episodes: int = 64, seed: int = 0)
     t0 = time.perf_counter()
     evaluate("biai", scenario, episodes, seed, progress=False)
     return episodes / ((time.perf_counter() - t0) / 60.0)
+
+
+def record_race(driver: str | os.PathLike = "biai", scenario: str = "tokyo", laps: int = 4, seed: int = 0,
+                max_time_s: float | None = None, device: str = "cpu", progress: bool = True):
+    """One evaluation race (the agent, car 0, from the back of the grid) recorded for a video: a
+    ``gtvision.sim.race.RaceLog`` whose trajectory holds every car at 10 Hz. ``max_time_s`` cuts it short."""
+    from .env import ENV_IDS, RACE
+    from .sim.race import RaceLog
+
+    if scenario not in SCENARIO_NAMES:
+        raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIO_NAMES)}")
+    kwargs = {**RACE, "laps": laps}
+    if max_time_s is not None:
+        kwargs["max_time_s"] = float(max_time_s)
+    envs = gym.make_vec(ENV_IDS[scenario], num_envs=1, device=device, **kwargs)
+    agent = None
+    if str(driver) not in DRIVERS:
+        if not Path(driver).exists():
+            raise ValueError(f"driver {str(driver)!r} is neither a checkpoint path nor one of: {', '.join(DRIVERS)}")
+        agent = _policy_from_checkpoint(Path(driver), envs, device)
+    obs, _ = envs.reset(seed=seed)
+    batch = envs.unwrapped.batch
+    hidden = agent.initial_hidden(1) if agent is not None else None
+    traj = {k: [] for k in ("x", "y", "yaw", "speed")}
+    max_steps = int(math.ceil(batch.time_limit_s * 10)) + 10
+    for _ in tqdm(range(max_steps), desc=f"{scenario} race", unit="step", disable=not progress, leave=False):
+        s = batch.state
+        for k, v in (("x", s.x), ("y", s.y), ("yaw", s.yaw), ("speed", s.speed_mps)):
+            traj[k].append(v.cpu().numpy().copy())
+        if agent is None:
+            action = batch.biai_actions().cpu().numpy()
+        else:
+            action, hidden = agent.act(obs, hidden, eval_mode=True)
+        obs, _, terminated, truncated, _ = envs.step(action)
+        if terminated[0] or truncated[0]:
+            break
+    trajectory = {k: np.stack(v) for k, v in traj.items()}
+    trajectory["t"] = np.arange(len(traj["x"])) / 10.0
+    log = RaceLog(scenario=scenario, laps=laps, results=None, params=batch.params, final_state=batch.state,
+                  qss_lap_time_s=batch.plan.qss_lap_time_s, trajectory=trajectory)
+    envs.close()
+    return log
+
+
+def write_video(driver: str | os.PathLike, scenario: str, path: str | os.PathLike, laps: int = 4, seed: int = 0,
+                max_time_s: float | None = None, speedup: int = 2, progress: bool = True) -> str:
+    """An MP4 (or GIF, by the extension) of one evaluation race: the agent's ego view beside the map."""
+    from .sim.race import write_race_video
+
+    log = record_race(driver, scenario, laps, seed, max_time_s, progress=progress)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_race_video(log, str(path), ego=0, speedup=speedup, progress=progress)

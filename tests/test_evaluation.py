@@ -66,3 +66,16 @@ def test_checkpoint_selection_takes_the_best_margin_under_the_collision_threshol
     assert select_checkpoint(synthetic, max_collision_s=0.7) == "epoch_100"
     with pytest.raises(ValueError, match="lowest is 0.60 s"):
         select_checkpoint(synthetic, max_collision_s=0.1)
+
+
+def test_video_of_an_evaluation_race_shows_the_ego_view_beside_the_map(tmp_path):
+    import imageio.v2 as imageio
+
+    from gtvision.evaluation import write_video
+
+    path = write_video("biai", "tokyo", tmp_path / "race.gif", max_time_s=2.0, speedup=2, progress=False)
+    frames = list(imageio.get_reader(path))
+    assert len(frames) == 10  # 2 s at 10 Hz, every second frame
+    h, w = frames[0].shape[:2]
+    assert (h, w) == (270, 480 + 270)  # ego view 270x480 beside a 270x270 map
+    assert frames[0][:, :480].std() > 10 and frames[0][:, 480:].std() > 10  # both halves show something
