@@ -38,6 +38,13 @@ def _check(table: pd.DataFrame, name: str) -> pd.DataFrame:
     return table.reset_index(drop=True)  # seaborn needs a unique index
 
 
+def _scenarios(table: pd.DataFrame) -> list[str]:
+    """The table's scenarios in the paper's order (Tokyo, Spa, Sarthe), then any others."""
+    from .scenarios import SCENARIO_NAMES
+    present = list(dict.fromkeys(table["scenario"]))
+    return [s for s in SCENARIO_NAMES if s in present] + [s for s in present if s not in SCENARIO_NAMES]
+
+
 def _save(fig, out: str | os.PathLike, name: str) -> tuple[Path, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +70,7 @@ def figure_1(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_1"
 def figure_4(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_4"):
     """Per scenario: each driver's races as points, and the KDE contour holding 50% of them."""
     table = _check(table, "figure_4")
-    scenarios = list(dict.fromkeys(table["scenario"]))
+    scenarios = _scenarios(table)
     fig, axes = plt.subplots(1, len(scenarios), figsize=(4.6 * len(scenarios), 3.8), squeeze=False)
     palette = dict(zip(dict.fromkeys(table["driver"]), sns.color_palette(n_colors=table["driver"].nunique())))
     for ax, sc in zip(axes[0], scenarios):
@@ -105,12 +112,12 @@ def _half_mass_contour(ax, x: np.ndarray, y: np.ndarray, colour):
 def figure_6(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_6"):
     """Box plots of the final place of each driver (the agent and its ablations), one panel per scenario."""
     table = _check(table, "figure_6")
-    scenarios = list(dict.fromkeys(table["scenario"]))
+    scenarios = _scenarios(table)
     fig, axes = plt.subplots(1, len(scenarios), figsize=(4.8 * len(scenarios), 3.8), squeeze=False)
     for ax, sc in zip(axes[0], scenarios):
         part = table[table["scenario"] == sc]
         sns.boxplot(part, x="driver", y="place", ax=ax, color="0.85")
-        ax.set(xlabel="", ylabel="final place", title=sc, ylim=(20.5, 0.5))
+        ax.set(xlabel="", ylabel="final place", title=sc, ylim=(20.5, 0.5), yticks=[1, 5, 10, 15, 20])
         ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     _save(fig, out, name)
