@@ -71,21 +71,30 @@ def _policy_from_checkpoint(path: Path, envs, device: str):
     return agent
 
 
-def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episodes: int = 8, seed: int = 0,
-             device: str = "cpu", laps: int = 4, progress: bool = True) -> pd.DataFrame:
-    """Race ``episodes`` 4-lap races (batched) with ``driver`` in the agent's seat; one row per episode."""
+def _race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max_time_s: float | None = None):
+    """Evaluation races (``gtvision.env.RACE`` with ``laps``) and the driver's policy (None for the BIAI)."""
     from .env import ENV_IDS, RACE
 
     if scenario not in SCENARIO_NAMES:
         raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIO_NAMES)}")
+    kwargs = {**RACE, "laps": laps}
+    if max_time_s is not None:
+        kwargs["max_time_s"] = float(max_time_s)
+    envs = gym.make_vec(ENV_IDS[scenario], num_envs=num_envs, device=device, **kwargs)
+    if str(driver) in DRIVERS:
+        return envs, None
+    if not Path(driver).exists():
+        envs.close()
+        raise ValueError(f"driver {str(driver)!r} is neither a checkpoint path nor one of: {', '.join(DRIVERS)}")
+    return envs, _policy_from_checkpoint(Path(driver), envs, device)
+
+
+def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episodes: int = 8, seed: int = 0,
+             device: str = "cpu", laps: int = 4, progress: bool = True) -> pd.DataFrame:
+    """Race ``episodes`` 4-lap races (batched) with ``driver`` in the agent's seat; one row per episode."""
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
-    envs = gym.make_vec(ENV_IDS[scenario], num_envs=episodes, device=device, **{**RACE, "laps": laps})
-    agent = None
-    if str(driver) not in DRIVERS:
-        if not Path(driver).exists():
-            raise ValueError(f"driver {str(driver)!r} is neither a checkpoint path nor one of: {', '.join(DRIVERS)}")
-        agent = _policy_from_checkpoint(Path(driver), envs, device)
+    envs, agent = _race_envs(driver, scenario, episodes, laps, device)
     obs, info = envs.reset(seed=seed)
     batch = envs.unwrapped.batch
     hidden = agent.initial_hidden(episodes) if agent is not None else None
@@ -169,20 +178,9 @@ def record_race(driver: str | os.PathLike = "biai", scenario: str = "tokyo", lap
                 max_time_s: float | None = None, device: str = "cpu", progress: bool = True):
     """One evaluation race (the agent, car 0, from the back of the grid) recorded for a video: a
     ``gtvision.sim.race.RaceLog`` whose trajectory holds every car at 10 Hz. ``max_time_s`` cuts it short."""
-    from .env import ENV_IDS, RACE
     from .sim.race import RaceLog
 
-    if scenario not in SCENARIO_NAMES:
-        raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIO_NAMES)}")
-    kwargs = {**RACE, "laps": laps}
-    if max_time_s is not None:
-        kwargs["max_time_s"] = float(max_time_s)
-    envs = gym.make_vec(ENV_IDS[scenario], num_envs=1, device=device, **kwargs)
-    agent = None
-    if str(driver) not in DRIVERS:
-        if not Path(driver).exists():
-            raise ValueError(f"driver {str(driver)!r} is neither a checkpoint path nor one of: {', '.join(DRIVERS)}")
-        agent = _policy_from_checkpoint(Path(driver), envs, device)
+    envs, agent = _race_envs(driver, scenario, 1, laps, device, max_time_s)
     obs, _ = envs.reset(seed=seed)
     batch = envs.unwrapped.batch
     hidden = agent.initial_hidden(1) if agent is not None else None
