@@ -125,6 +125,17 @@ def cmd_video(args) -> int:
     return 0
 
 
+def cmd_play(args) -> int:
+    from .play import play
+
+    _threads(args.threads)
+    row = play(args.scenario, name=args.name, laps=args.laps, seed=args.seed, out=args.out)
+    r = row.iloc[0]
+    print(f"{args.scenario}: place {r['place']}, margin {r['margin_m']:.1f} m, collisions {r['car_collision_time_s']:.1f} s"
+          f" -> {args.out}/eval_{args.scenario}_human.csv")
+    return 0
+
+
 def cmd_bench(args) -> int:
     _threads(args.threads)
     if args.races is None:
@@ -250,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="runs/race.mp4", help="the video file (.mp4 or .gif)")
     v.add_argument("--quiet", action="store_true")
     v.set_defaults(func=cmd_video)
+
+    pl = sub.add_parser("play", help="drive an evaluation race yourself from the agent's view (pygame window)")
+    pl.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
+    pl.add_argument("--name", default="player", help="recorded as driver human:<name>")
+    pl.add_argument("--laps", type=int, default=4)
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--threads", type=int, default=None)
+    pl.add_argument("--out", default="runs/human", help="directory of the table the race is appended to")
+    pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
     b.add_argument("what", choices=["sim", "env", "learner"],
