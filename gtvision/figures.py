@@ -13,7 +13,9 @@ Figure 4    per scenario, the races' collision time against winning margin, with
 Figure 6    final places of the agent and its ablations, box plots per scenario (Fig. 6)
 ==========  =============================================================================================
 
-Figure 5 (trajectories and attributions) needs ``gtvision.attribution``, the next increment.
+Figure 5 (``figure_5``): a recorded race segment, three rows: the top-down trajectories of the agent
+(red) and one opponent (black) at 0.5 s intervals; the Integrated-Gradients maps of the agent's frames
+(``gtvision.attribution``) over the frames, top-90% pixels; each snapshot's frame shares through time.
 """
 from __future__ import annotations
 
@@ -119,6 +121,51 @@ def figure_6(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_6"
         sns.boxplot(part, x="driver", y="place", ax=ax, color="0.85")
         ax.set(xlabel="", ylabel="final place", title=sc, ylim=(20.5, 0.5), yticks=[1, 5, 10, 15, 20])
         ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    _save(fig, out, name)
+    return fig
+
+
+def figure_5(track, agent_xy: np.ndarray, opponent_xy: np.ndarray, frames: np.ndarray, attributions: np.ndarray,
+             masks: np.ndarray, frame_shares: np.ndarray, out: str | os.PathLike, name: str = "figure_5",
+             window_m: float = 120.0):
+    """Paper Fig. 5 for N snapshots (0.5 s apart).
+
+    ``agent_xy``, ``opponent_xy``: (N, 2) world positions at the snapshots (the paths are drawn up to each);
+    ``frames`` (N, H, W, 3) the agent's images; ``attributions`` (N, H, W) and ``masks`` (N, H, W) bool from
+    ``gtvision.attribution``; ``frame_shares`` (N, K) each snapshot's contributions of its K last frames.
+    """
+    from .sim.topdown import draw_track, draw_trajectory
+
+    n = len(frames)
+    if not (len(agent_xy) == len(opponent_xy) == len(attributions) == len(masks) == len(frame_shares) == n):
+        raise ValueError("figure_5: agent_xy, opponent_xy, frames, attributions, masks and frame_shares need "
+                         f"one entry per snapshot ({n})")
+    fig, axes = plt.subplots(3, n, figsize=(2.6 * n, 7.8), squeeze=False)
+    for k in range(n):
+        ax = axes[0, k]
+        draw_track(ax, track, barriers=True, curbs=True, start_line=False)
+        draw_trajectory(ax, agent_xy[:k + 1, 0], agent_xy[:k + 1, 1], color="red", linewidth=2)
+        draw_trajectory(ax, opponent_xy[:k + 1, 0], opponent_xy[:k + 1, 1], color="black", linewidth=2)
+        ax.plot(*agent_xy[k], "o", color="red")
+        ax.plot(*opponent_xy[k], "o", color="black")
+        cx, cy = agent_xy[k]
+        ax.set(xlim=(cx - window_m / 2, cx + window_m / 2), ylim=(cy - window_m / 2, cy + window_m / 2),
+               title=f"t = {0.5 * k:.1f} s", aspect="equal")
+        ax.axis("off")
+        ax = axes[1, k]
+        ax.imshow(frames[k])
+        heat = np.where(masks[k], np.abs(attributions[k]), np.nan)
+        ax.imshow(heat, cmap="autumn", alpha=0.6)
+        ax.axis("off")
+        ax = axes[2, k]
+        shares = frame_shares[k] / max(float(frame_shares[k].sum()), 1e-12)
+        lags = np.arange(len(shares)) - len(shares) + 1
+        ax.bar(lags, shares, color="0.4")
+        ax.set(xlabel="frame (0 = now)", ylim=(0, 1), xticks=lags[::max(1, len(lags) // 4)])
+        if k == 0:
+            ax.set_ylabel("share of the action")
+    axes[1, 0].set_title("top-90% attribution", fontsize=9, loc="left")
     fig.tight_layout()
     _save(fig, out, name)
     return fig

@@ -30,3 +30,21 @@ def test_figure_functions_write_png_and_pdf(results, tmp_path, name):
         assert len(fig.axes) >= 3  # one panel per scenario
     with pytest.raises(ValueError, match="lacks columns"):
         getattr(figures, name)(table.drop(columns=["driver"]), tmp_path)
+
+
+def test_figure_5_writes_trajectories_attributions_and_frame_shares(tmp_path):
+    from gtvision.sim.circuits import load_track
+
+    track = load_track("spa")
+    n = 4
+    s = np.linspace(100.0, 160.0, n)
+    idx = (s / float(track.length_m) * track.num_stations).astype(int)
+    agent = np.stack([track.x.numpy()[idx], track.y.numpy()[idx]], 1)
+    rng = np.random.default_rng(0)
+    attr = rng.normal(size=(n, 64, 64))
+    fig = figures.figure_5(track, agent, agent + 5.0, rng.integers(0, 255, (n, 64, 64, 3), dtype=np.uint8), attr,
+                           np.abs(attr) > 1.0, rng.random((n, 8)), tmp_path)
+    assert len(fig.axes) == 3 * n
+    assert (tmp_path / "figure_5.png").stat().st_size > 1000 and (tmp_path / "figure_5.pdf").exists()
+    with pytest.raises(ValueError, match="one entry per snapshot"):
+        figures.figure_5(track, agent[:2], agent, attr, attr, attr, attr, tmp_path)
