@@ -191,6 +191,8 @@ def matmul_gflops(n: int = 2048, seconds: float = 2.0, device: str = "cpu") -> f
 
 def _learner_batch(agent, preset, seed: int = 0) -> dict:
     """A batch shaped as ``SequenceReplay.sample`` gives it, from random data (B sequences of W rows)."""
+    from .agent.networks import is_image_space
+
     g = torch.Generator().manual_seed(seed)
     cfg = preset.replay
     B, L = cfg.batch_sequences, cfg.seq_len
@@ -198,7 +200,7 @@ def _learner_batch(agent, preset, seed: int = 0) -> dict:
     obs = {}
     for k in agent.replay_keys:
         space = agent.observation_space[k]
-        if space.dtype == torch.uint8 or str(space.dtype) == "uint8":
+        if is_image_space(space):
             obs[k] = torch.randint(0, 256, (B, W, *space.shape), generator=g, dtype=torch.uint8)
         else:
             obs[k] = torch.randn(B, W, *space.shape, generator=g)

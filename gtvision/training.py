@@ -173,9 +173,7 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
     if config.checkpoint_every and trainer.epoch % config.checkpoint_every != 0:
         save_checkpoint(trainer, out, config)  # the end of the run
     agent = trainer.agent
-    trainer.envs.close()
-    if hasattr(trainer, "close"):
-        trainer.close()
+    trainer.close()
     if config.eval_episodes > 0:
         eval_envs = gym.make_vec(env_id, num_envs=min(num_envs, config.eval_episodes), **config.env_kwargs)
         returns = evaluate_policy(agent, eval_envs, config.eval_episodes, seed=config.seed + 10_000)

@@ -180,17 +180,7 @@ class RayTrainer:
         self._broadcast()
 
     def close(self):
+        """Stop the workers (and their environments)."""
         for w in self.workers:
             self.ray.kill(w, no_restart=True)
         self.workers = []
-
-    @property
-    def envs(self):
-        return _NoEnvs()
-
-
-class _NoEnvs:
-    """The learner holds no environments (they live in the workers)."""
-
-    def close(self):
-        pass

@@ -142,6 +142,9 @@ class LocalTrainer:
                 "charts/transitions": len(self.replay), "charts/wall_s": self.wall_s,
                 "charts/sps": self.env_steps / max(self.wall_s, 1e-9), **self.stats.summary(), **metrics}
 
+    def close(self):
+        self.envs.close()
+
     def state_dict(self) -> dict:
         """Everything but the replay: networks, optimisers, counters, RNG states, environments, episodes."""
         return {"agent": self.agent.state_dict(), "epoch": self.epoch, "env_steps": self.env_steps,
