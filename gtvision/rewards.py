@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .sim.core import SimState
@@ -32,6 +33,8 @@ from .sim.core import SimState
 TERM_NAMES = ("progress", "off_course", "wall", "car_velocity", "car_fixed", "overtaking",
               "steering_change", "steering_history")
 """The eight terms of paper III-C, in the paper's order of definition."""
+PENALTY_TERMS = ("off_course", "wall", "car_velocity", "car_fixed", "steering_change", "steering_history")
+"""The terms that only ever cost (all but progress and overtaking)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,14 @@ def reward_terms(prev: SimState, now: SimState, steer_rad: torch.Tensor, opponen
         "steering_change": steering_change(steer_rad[:, 0], steer_rad[:, 1]),
         "steering_history": steering_history(delta_now, delta_prev, cfg.c_s, cfg.c_o, cfg.c_d),
     }
+
+
+def weight_vector(cfg: RewardConfig = RewardConfig(), penalty_scale: float = 1.0) -> np.ndarray:
+    """(8,) float32 lambda of each term in :data:`TERM_NAMES` order, those of :data:`PENALTY_TERMS` times
+    ``penalty_scale``: ``terms @ weight_vector(cfg)`` is :func:`weighted_sum` for stacked terms."""
+    weights = cfg.weights()
+    return np.array([weights[t] * (penalty_scale if t in PENALTY_TERMS else 1.0) for t in TERM_NAMES],
+                    np.float32)
 
 
 def weighted_sum(terms: dict[str, torch.Tensor], cfg: RewardConfig = RewardConfig()) -> torch.Tensor:

@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .agent.loop import LocalTrainer, evaluate_policy, run_epochs
+from .agent.loop import LocalTrainer, evaluate_policy, reward_config_of, run_epochs
 from .agent.presets import PRESET_NAMES, Preset, get_preset
 from .scenarios import SCENARIO_NAMES
 
@@ -135,6 +135,9 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
         epochs = max(1, math.ceil(config.total_steps / steps_per_epoch))
     probe = gym.make_vec(env_id, num_envs=1, **config.env_kwargs)
     preset = keys_for_space(preset, probe.single_observation_space)
+    if preset.train.penalty_ramp_epochs > 0 and reward_config_of(probe) is None:
+        # the ramp weighs the racing reward's penalties: another task's reward has none to ramp
+        preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, penalty_ramp_epochs=0))
     probe.close()
     if config.backend == "ray":
         from .agent.distributed import RayTrainer

@@ -298,3 +298,41 @@ def test_training_loop_stores_the_hidden_state_entering_each_observation():
             if not last[t]:
                 torch.testing.assert_close(stored[t], h[0], atol=2e-3, rtol=0)  # stored as float16
             _, h = agent.actor.torso.unroll({"vec": vec[t][None, None]}, h)
+
+
+def test_penalty_ramp_trains_on_rescaled_penalties_relabelled_from_the_stored_terms():
+    import gymnasium as gym
+
+    from gtvision.agent.loop import LocalTrainer
+    from gtvision.rewards import TERM_NAMES, RewardConfig
+    preset = get_preset("smoke")
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, penalty_ramp_epochs=2,
+                                                                   penalty_start=0.1, reset_epoch=None))
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        num_opponents=0, start_speed_mps=20.0)
+    trainer = LocalTrainer(envs, preset, seed=0)
+    scales = [trainer.run_epoch()["train/penalty_scale"] for _ in range(3)]
+    assert scales == pytest.approx([0.1, 0.55, 1.0])
+    w0, paper = trainer.ramp.weights(0), RewardConfig().weights()
+    for name, w in zip(TERM_NAMES, w0):
+        expected = paper[name] * (1.0 if name in ("progress", "overtaking") else 0.1)
+        assert w == pytest.approx(expected)
+    # the stored terms at full weights give back every reward the environment returned
+    s = trainer.replay.storage
+    live = ~s["last"]
+    relabelled = s["reward_terms"][live] @ trainer.ramp.weights(2)
+    np.testing.assert_allclose(relabelled, s["reward"][live], atol=1e-4)
+    assert np.abs(s["reward"][live]).max() > 0.1
+    trainer.close()
+
+
+def test_penalty_ramp_refuses_an_environment_without_reward_terms():
+    import gymnasium as gym
+
+    from gtvision.agent.loop import LocalTrainer
+    preset = get_preset("smoke")
+    preset = dataclasses.replace(preset,
+                                 agent=dataclasses.replace(preset.agent, actor_keys=None, critic_keys=None),
+                                 train=dataclasses.replace(preset.train, penalty_ramp_epochs=5))
+    with pytest.raises(ValueError, match="penalty_ramp_epochs=5 needs a gtvision racing environment"):
+        LocalTrainer(gym.make_vec("Pendulum-v1", num_envs=2), preset)

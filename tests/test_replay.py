@@ -122,6 +122,38 @@ def test_sampled_n_step_targets_match_episodes_with_ring_wraparound():
                 assert b["nstep_discount"][s, j].item() == pytest.approx(GAMMA ** m)
 
 
+def test_stored_reward_terms_relabel_sampled_rewards_and_n_step_returns():
+    # terms (t + 1, 1) per step: weights (w0, w1) make the reward w0 (t + 1) + w1, whatever was stored
+    cfg = ReplayConfig(capacity=400, batch_sequences=64, seq_len=4, burn_in=2, hidden_dtype="float32")
+    replay = SequenceReplay(CountingEnv.observation_space, ("image", "vec"), 1, 4, 2, cfg, GAMMA, 3, seed=0,
+                            reward_terms=2)
+    envs = gym.vector.SyncVectorEnv([lambda i=i: CountingEnv(offset=i) for i in range(2)])
+    obs, _ = envs.reset(seed=0)
+    for _ in range(60):
+        next_obs, reward, term, trunc, _ = envs.step(np.zeros((2, 1), np.float32))
+        terms = np.stack([reward, np.ones(2)], axis=-1)
+        replay.add(obs, np.zeros((2, 4)), np.zeros((2, 1)), reward, term, trunc, next_obs, terms=terms)
+        obs = next_obs
+    with pytest.raises(ValueError, match="terms"):
+        replay.add(obs, np.zeros((2, 4)), np.zeros((2, 1)), reward, term, trunc, next_obs)
+    w = np.array([2.0, -0.5], np.float32)
+    b = replay.sample(128, reward_weights=w)
+    vec, bi, L = b["obs"]["vec"].numpy(), 2, 4
+    for s in range(128):
+        for j in range(L):
+            if b["mask"][s, j] == 0:
+                continue
+            t, m = vec[s, bi + j, 1], int(b["bootstrap_index"][s, j]) - (bi + j)
+            assert b["reward"][s, bi + j].item() == pytest.approx(2.0 * (t + 1) - 0.5)
+            expected = sum(GAMMA ** k * (2.0 * (t + k + 1) - 0.5) for k in range(m))
+            assert b["nstep_return"][s, j].item() == pytest.approx(expected, rel=1e-5)
+    # without weights the stored rewards come back; a replay without terms refuses weights
+    plain = replay.sample(8)
+    assert (plain["reward"][plain["last"] == 0] > 0).all()
+    with pytest.raises(ValueError, match="reward_terms"):
+        fill(make_replay(), steps=20).sample(4, reward_weights=w)
+
+
 def test_sample_carries_stored_hidden_state_of_window_start():
     replay = fill(make_replay(), steps=60)
     b = replay.sample(32)

@@ -61,6 +61,10 @@ class AgentConfig:
     """Polyak coefficient of the target critics (DESIGN 6)."""
     actor_q: str = "min"
     """How the actor loss combines the twin critics' means: 'min' or 'mean'."""
+    init_log_std: float | None = None
+    """None: the actor's last layer is initialised like the others (pre-tanh std about 1). A number: its
+    weights are scaled by 0.01 and its bias set so that a fresh policy's pre-tanh Gaussian has mean 0 and
+    log std ``init_log_std``, whatever it sees. Paper: IV-B does not say how the networks start."""
     log_std_min: float = -5.0
     """Lower clamp of the Gaussian's log standard deviation (our choice, as in SAC implementations)."""
     log_std_max: float = 2.0
@@ -120,6 +124,21 @@ class TrainConfig:
     """Epoch at which networks and optimisers are reinitialised (paper IV-B: 2000); None: never."""
     learning_starts: int = 1000
     """Transitions in the buffer before the first update (ours)."""
+    penalty_ramp_epochs: int = 0
+    """0: the learner trains on the environment's reward (the paper). N > 0 (ours, racing environments
+    only): the weights of the six penalty terms of paper III-C grow linearly from ``penalty_start`` times
+    theirs to theirs over the first N epochs. The replay keeps each step's eight terms and a batch's
+    rewards are recomputed with the weights of the moment, so the critics always learn one reward; the
+    returns reported are the environment's. Paper: IV-B trains with the full penalties from the start;
+    with a laptop's data a fresh policy learns from them only to stop (see ``gtvision.agent.presets``)."""
+    penalty_start: float = 0.1
+    """Scale of the penalty weights at epoch 0 of a ramp (see ``penalty_ramp_epochs``)."""
+
+    def penalty_scale(self, epoch: int) -> float:
+        """The scale of the penalty weights at ``epoch`` (1 without a ramp)."""
+        if self.penalty_ramp_epochs <= 0:
+            return 1.0
+        return self.penalty_start + (1.0 - self.penalty_start) * min(1.0, epoch / self.penalty_ramp_epochs)
 
 
 VARIANTS = ("asymmetric", "symmetric_critic", "zero_hidden", "hidden_128", "no_rnn", "no_aug", "no_reset",

@@ -28,7 +28,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from .loop import _EpisodeStats
+from ..rewards import TERM_NAMES
+from .loop import PenaltyRamp, _EpisodeStats, reward_config_of
 from .networks import as_dict_space
 from .presets import Preset
 from .qrsac import QRSACAgent
@@ -49,6 +50,8 @@ class RolloutWorker:
         self.hidden = self.agent.initial_hidden(num_envs)
         self.prev_done = np.zeros(num_envs, bool)
         self.stats = _EpisodeStats(num_envs)
+        self.store_terms = preset.train.penalty_ramp_epochs > 0
+        """Return each step's reward terms too (a penalty ramp relabels the rewards)."""
         self.version = -1
         self.fresh = True
         """New environments (a first collection, or the first after a restart)."""
@@ -70,7 +73,9 @@ class RolloutWorker:
         for _ in range(steps):
             action, next_hidden = self.agent.act(self.obs, self.hidden)
             next_obs, reward, terminated, truncated, info = self.envs.step(action)
-            out.append((self.obs, self.hidden.numpy().copy(), action, reward, terminated, truncated, next_obs))
+            terms = PenaltyRamp.terms(info) if self.store_terms else None
+            out.append((self.obs, self.hidden.numpy().copy(), action, reward, terminated, truncated, next_obs,
+                        terms))
             done = ~self.prev_done & (terminated | truncated)
             self.stats.add(reward, info, ~self.prev_done, done)
             self.hidden = torch.where(torch.as_tensor(self.prev_done)[:, None], 0.0, next_hidden)
@@ -99,13 +104,16 @@ class RayTrainer:
         torch.manual_seed(seed)
         probe = gym.make_vec(env_id, num_envs=1, **env_kwargs)
         space, act_space = probe.single_observation_space, probe.single_action_space
+        ramped = self.cfg.penalty_ramp_epochs > 0
+        self.ramp = PenaltyRamp(self.cfg, reward_config_of(probe)) if ramped else None
         probe.close()
         self.num_workers, self.envs_per_worker = workers, envs_per_worker
         self.num_envs = workers * envs_per_worker
         self.agent = QRSACAgent(space, act_space, preset.agent, device, burn_in=preset.replay.burn_in)
         self.replay = SequenceReplay(as_dict_space(space), self.agent.replay_keys, self.agent.action_dim,
                                      self.agent.hidden_size, self.num_envs, preset.replay, preset.agent.gamma,
-                                     preset.agent.n_step, device, seed=seed)
+                                     preset.agent.n_step, device, seed=seed,
+                                     reward_terms=len(TERM_NAMES) if self.ramp else 0)
         remote = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)(RolloutWorker)
         self.workers = [remote.remote(env_id, envs_per_worker, env_kwargs, preset, seed + 7919 * (i + 1),
                                       worker_threads) for i in range(workers)]
@@ -128,9 +136,12 @@ class RayTrainer:
         steps = max(1, cfg.env_steps_per_epoch // self.num_envs)
         futures = [w.collect.remote(steps, self.weights, self.version) for w in self.workers]
         if len(self.replay) >= cfg.learning_starts:  # the learner updates while the workers drive
+            weights = self.ramp.weights(self.epoch) if self.ramp else None
             for _ in range(cfg.updates_per_epoch):
-                metrics = self.agent.update(self.replay.sample())
+                metrics = self.agent.update(self.replay.sample(reward_weights=weights))
                 self.updates += 1
+        if self.ramp:
+            metrics["train/penalty_scale"] = cfg.penalty_scale(self.epoch)
         lost = 0
         for i, fut in enumerate(futures):
             try:
@@ -143,8 +154,8 @@ class RayTrainer:
                 self.replay.restart_streams(self.streams(i))
             self.collections[i] += 1
             self.stale += int(result["version"] != self.version)
-            for step in result["steps"]:
-                self.replay.add(*step, streams=self.streams(i))
+            for *step, terms in result["steps"]:
+                self.replay.add(*step, streams=self.streams(i), terms=terms)
             self.stats.ended += result["episodes"]
             self.env_steps += steps * self.envs_per_worker
         self.epoch += 1

@@ -21,6 +21,8 @@ key                            meaning
                                end (``progress_m``, ``laps_done``, ``place``, wall / contact / off-course time)
 ``episode/best_lap_time_s``    the best timed lap of the episodes that ended (NaN if none timed one)
 ``reward/<term>``              the mean per-episode sum of each reward term (``info["reward_<term>"]``)
+``train/penalty_scale``        with a penalty ramp (``TrainConfig.penalty_ramp_epochs``): the scale of the
+                               penalty weights the learner used this epoch
 =============================  ==========================================================================
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..rewards import TERM_NAMES, RewardConfig, weight_vector
 from .networks import as_dict_space
 from .presets import Preset
 from .qrsac import QRSACAgent
@@ -89,6 +92,32 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
+class PenaltyRamp:
+    """The reward the learner trains on under ``TrainConfig.penalty_ramp_epochs``: the environment's eight
+    terms with the penalty weights scaled by ``TrainConfig.penalty_scale(epoch)``."""
+
+    def __init__(self, cfg, reward: RewardConfig | None):
+        if reward is None:
+            raise ValueError(f"penalty_ramp_epochs={cfg.penalty_ramp_epochs} needs a gtvision racing "
+                             "environment (its info carries the eight reward terms); use 0 for other "
+                             "environments")
+        self.cfg, self.reward = cfg, reward
+
+    @staticmethod
+    def terms(info: dict) -> np.ndarray:
+        """(n, 8) float32: the unweighted terms of a vector step, in ``TERM_NAMES`` order."""
+        return np.stack([np.asarray(info[f"reward_{t}"], np.float32) for t in TERM_NAMES], axis=-1)
+
+    def weights(self, epoch: int) -> np.ndarray:
+        return weight_vector(self.reward, self.cfg.penalty_scale(epoch))
+
+
+def reward_config_of(envs) -> RewardConfig | None:
+    """The ``RewardConfig`` of a gtvision racing vector environment, else None."""
+    batch = getattr(getattr(envs, "unwrapped", envs), "batch", None)
+    return getattr(batch, "reward_cfg", None)
+
+
 class LocalTrainer:
     """The single-process loop as an object whose whole state can be saved and restored.
 
@@ -107,9 +136,11 @@ class LocalTrainer:
         n = self.num_envs = envs.num_envs
         self.agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
                                 burn_in=preset.replay.burn_in)
+        self.ramp = PenaltyRamp(cfg, reward_config_of(envs)) if cfg.penalty_ramp_epochs > 0 else None
         self.replay = SequenceReplay(as_dict_space(envs.single_observation_space), self.agent.replay_keys,
                                      self.agent.action_dim, self.agent.hidden_size, n, preset.replay,
-                                     preset.agent.gamma, preset.agent.n_step, device, seed=seed)
+                                     preset.agent.gamma, preset.agent.n_step, device, seed=seed,
+                                     reward_terms=len(TERM_NAMES) if self.ramp else 0)
         self.obs, _ = envs.reset(seed=seed)
         self.hidden = self.agent.initial_hidden(n)
         self.prev_done = np.zeros(n, bool)
@@ -123,7 +154,8 @@ class LocalTrainer:
         for _ in range(max(1, cfg.env_steps_per_epoch // n)):
             action, next_hidden = agent.act(self.obs, self.hidden)
             next_obs, reward, terminated, truncated, info = self.envs.step(action)
-            self.replay.add(self.obs, self.hidden, action, reward, terminated, truncated, next_obs)
+            self.replay.add(self.obs, self.hidden, action, reward, terminated, truncated, next_obs,
+                            terms=self.ramp.terms(info) if self.ramp else None)
             done = ~self.prev_done & (terminated | truncated)
             self.stats.add(reward, info, ~self.prev_done, done)  # an autoreset step belongs to no episode
             # After the autoreset step, next_obs is a new episode's first observation: its state starts at zero.
@@ -131,9 +163,12 @@ class LocalTrainer:
             self.prev_done, self.obs = done, next_obs
             self.env_steps += n
         if len(self.replay) >= cfg.learning_starts:
+            weights = self.ramp.weights(self.epoch) if self.ramp else None
             for _ in range(cfg.updates_per_epoch):
-                metrics = agent.update(self.replay.sample())
+                metrics = agent.update(self.replay.sample(reward_weights=weights))
                 self.updates += 1
+        if self.ramp:
+            metrics["train/penalty_scale"] = cfg.penalty_scale(self.epoch)
         self.epoch += 1
         if cfg.reset_epoch is not None and self.epoch == cfg.reset_epoch:
             agent.reinitialise()  # Paper III-E, IV-B: reinitialise networks (and optimisers) at epoch 2000

@@ -172,6 +172,13 @@ class Actor(nn.Module):
         self.torso = Torso(space, keys, cfg.recurrent, cfg.hidden_size, cfg)
         self.head = mlp(self.torso.feature_dim, cfg.actor_width, cfg.actor_depth, 2 * action_dim)
         self.log_std_min, self.log_std_max = cfg.log_std_min, cfg.log_std_max
+        if cfg.init_log_std is not None:
+            # a fresh policy's pre-tanh Gaussian: mean near 0 and std exp(init_log_std), whatever the input
+            last = self.head[-1]
+            with torch.no_grad():
+                last.weight.mul_(0.01)
+                last.bias.zero_()
+                last.bias[action_dim:] = cfg.init_log_std
 
     @property
     def keys(self) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ obs[key]       (*shape) space dtype  o_t
 hidden         (H,) float16          actor hidden state *entering* step t (h_{t-1}); the burn-in start
 action         (A,) float32          a_t, in the environment's action units
 reward         () float32            r_{t+1}
+reward_terms   (K,) float32          with ``reward_terms=K``: the K unweighted terms of r_{t+1}, so that a
+                                     batch's rewards can be recomputed with other weights (``sample``)
 terminated     () bool               the episode terminated after a_t
 truncated      () bool               the episode was truncated after a_t
 first          () bool               o_t is an episode's first observation (recurrent state reset)
@@ -92,7 +94,7 @@ class SequenceReplay:
 
     def __init__(self, observation_space: spaces.Dict, keys: Sequence[str], action_dim: int, hidden_size: int,
                  num_envs: int, config: ReplayConfig, gamma: float, n_step: int, device: str | torch.device = "cpu",
-                 seed: int | None = None):
+                 seed: int | None = None, reward_terms: int = 0):
         self.config, self.gamma, self.n_step = config, gamma, n_step
         self.keys, self.num_envs, self.device = tuple(keys), num_envs, torch.device(device)
         self.window = config.burn_in + config.seq_len + n_step
@@ -110,6 +112,8 @@ class SequenceReplay:
             "terminated": ((), np.bool_), "truncated": ((), np.bool_),
             "first": ((), np.bool_), "last": ((), np.bool_),
         })
+        if reward_terms:
+            fields["reward_terms"] = ((reward_terms,), np.float32)
         self.bytes_per_transition = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in fields.values())
         """Bytes of one stored row: the uint8 frame plus the small vectors."""
         need = self.bytes_per_transition * self.capacity
@@ -157,12 +161,14 @@ class SequenceReplay:
 
     def add(self, obs: Mapping[str, np.ndarray] | np.ndarray, hidden: torch.Tensor | np.ndarray, action: np.ndarray,
             reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-            next_obs: Mapping[str, np.ndarray] | np.ndarray, streams: Sequence[int] | np.ndarray | None = None):
+            next_obs: Mapping[str, np.ndarray] | np.ndarray,
+            streams: Sequence[int] | np.ndarray | None = None, terms: np.ndarray | None = None):
         """Store one vector-env step; every argument has a leading axis of ``num_envs`` (or of ``streams``).
 
         ``hidden`` (num_envs, H) is the actor state passed *into* ``act`` for ``obs``. Sub-environments whose
         previous step ended an episode are on their autoreset step and are skipped. ``streams``: the streams
         the rows belong to, when a rollout worker's environments fill part of the buffer (default: all).
+        ``terms`` (num_envs, K): the reward's unweighted terms, required when the buffer stores them.
         """
         if not isinstance(obs, Mapping):
             obs, next_obs = {"obs": obs}, {"obs": next_obs}
@@ -172,11 +178,17 @@ class SequenceReplay:
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         keep = ~self.prev_done[idx]
         local = np.flatnonzero(keep)
+        extra = {}
+        if "reward_terms" in self.storage:
+            if terms is None:
+                raise ValueError("this replay stores the reward's terms: pass terms=(num_envs, K) to add()")
+            extra["reward_terms"] = np.asarray(terms, np.float32)[local]
         self._write(idx[local], {
             **{f"obs/{k}": np.asarray(obs[k])[local] for k in self.keys},
             "hidden": np.asarray(hidden)[local], "action": np.asarray(action)[local],
             "reward": np.asarray(reward, np.float32)[local], "terminated": terminated[local],
             "truncated": truncated[local], "first": self.next_first[idx[local]], "last": np.zeros(len(local), bool),
+            **extra,
         })
         done = keep & (terminated | truncated)
         ended = np.flatnonzero(done)
@@ -187,6 +199,8 @@ class SequenceReplay:
                 "hidden": np.zeros((len(ended), self.storage["hidden"].shape[1])),
                 "action": np.zeros((len(ended), self.storage["action"].shape[1])), "reward": np.zeros(len(ended)),
                 "terminated": z, "truncated": z, "first": z, "last": ~z,
+                **({"reward_terms": np.zeros((len(ended), self.storage["reward_terms"].shape[1]))}
+                   if "reward_terms" in self.storage else {}),
             })
         self.next_first[idx[keep]] = False
         self.next_first[idx[~keep]] = True  # the autoreset step returned the next episode's first observation
@@ -209,8 +223,9 @@ class SequenceReplay:
                 if not self.storage["terminated"][before]:
                     self.storage["truncated"][before] = True
 
-    def sample(self, batch_sequences: int | None = None) -> dict:
-        """A batch of windows as torch tensors on ``device``.
+    def sample(self, batch_sequences: int | None = None, reward_weights: np.ndarray | None = None) -> dict:
+        """A batch of windows as torch tensors on ``device``. With ``reward_weights`` (K,), the rewards (and
+        so the n-step returns) are the stored terms weighted by them, not the rewards stored.
 
         =================  ==================  =====================================================
         key                shape               notes
@@ -239,6 +254,11 @@ class SequenceReplay:
         rows = rows + stream[:, None] * self.stream_capacity  # (B, W)
         s = self.storage
         data = {name: s[name][rows] for name in ("action", "reward", "terminated", "truncated", "first", "last")}
+        if reward_weights is not None:
+            if "reward_terms" not in s:
+                raise ValueError("reward_weights needs a replay that stores the reward's terms "
+                                 "(reward_terms=K)")
+            data["reward"] = s["reward_terms"][rows] @ np.asarray(reward_weights, np.float32)
         ret, disc, boot = n_step_targets(data["reward"], data["terminated"], data["truncated"], self.config.burn_in,
                                          self.config.seq_len, self.n_step, self.gamma)
         bi, L = self.config.burn_in, self.config.seq_len

@@ -34,7 +34,7 @@ import math
 import torch
 
 from ..sim.core import SimState
-from ..sim.track import Track
+from ..sim.track import Track, take
 
 PROPRIO_SIZE = 18
 PROPRIO_LAYOUT = (
@@ -75,9 +75,9 @@ def vertical_motion(state: SimState, track: Track, ego: int = 0) -> torch.Tensor
     times the gradient, and pitches with the gradient along its heading.
     """
     st = state.station[:, ego]
-    psi = state.yaw[:, ego] - track.heading_rad[st]
+    psi = state.yaw[:, ego] - take(track.heading_rad, st)
     cos_p, sin_p = torch.cos(psi), torch.sin(psi)
-    grade = track.grade[st]
+    grade = take(track.grade, st)
     along = state.vx[:, ego] * cos_p - state.vy[:, ego] * sin_p
     return torch.stack([along * grade, torch.atan(grade * cos_p)], dim=-1)
 

@@ -126,8 +126,15 @@ class RaceBatch:
         if not (isinstance(render_size, (tuple, list)) and len(render_size) == 2):
             raise ValueError(f"render_size must be (rows, columns), got {render_size!r}")
         render_size = tuple(_check_size("render_size", v, 8) for v in render_size)
+        if isinstance(reward, dict):  # e.g. from the command line: --env-arg 'reward={"lambda_w": 2.0}'
+            valid = [f.name for f in dataclasses.fields(RewardConfig)]
+            unknown = sorted(set(reward) - set(valid))
+            if unknown:
+                raise ValueError(f"reward: unknown weights {unknown}; valid: {', '.join(valid)}")
+            reward = RewardConfig(**reward)
         if not isinstance(reward, RewardConfig):
-            raise TypeError(f"reward must be a gtvision.rewards.RewardConfig, got {type(reward).__name__}")
+            raise TypeError(f"reward must be a gtvision.rewards.RewardConfig or a dict of its fields, "
+                            f"got {type(reward).__name__}")
         self.scenario = sc.name
         self.device = _device(device)
         self.params = core.make_params(sc.track, sc.car, laps=episode.laps, device=self.device,

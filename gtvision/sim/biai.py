@@ -27,7 +27,7 @@ from .cars import CarSpec
 from .core import (AIR_DENSITY, FRONT_ROLL_SHARE, GRAVITY, LOAD_SENSITIVITY, LONGITUDINAL_GRIP_USE,
                    REAR_BRAKE_GRIP_USE, REVERSE_ENGAGE_S, ROLLING_RESISTANCE, STEER_DELTA_DEG,
                    TRACK_WIDTH_FRAC, SimParams, SimState, _engine_force)
-from .track import Track
+from .track import Track, take
 
 LINE_MARGIN_M = 0.35
 """Racing-line clearance from the track limit beyond the car's half width (m)."""
@@ -314,8 +314,8 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
         closing = blocked & (speed > lead_speed + cfg.closing_mps)
         # room beside the car ahead, on each side, within the track limits
         st_lead = state.station.gather(1, lead)
-        room_l = plan.lat_max_m[st_lead] - (lead_lat + lane)
-        room_r = (lead_lat - lane) - plan.lat_min_m[st_lead]
+        room_l = take(plan.lat_max_m, st_lead) - (lead_lat + lane)
+        room_r = (lead_lat - lane) - take(plan.lat_min_m, st_lead)
         go_left = room_l >= room_r
         pass_lat = torch.where(go_left, lead_lat + lane, lead_lat - lane)
         # the passing lane must be free of other cars from here to just past the car ahead
@@ -366,8 +366,9 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     lo = torch.minimum(offset_now - shift, torch.zeros_like(shift))
     hi = torch.maximum(offset_now + shift, torch.zeros_like(shift))
     offset = torch.minimum(torch.maximum(target_lat - line_here, lo), hi)
-    lat_look = plan.line_lat_m[st_look] + offset
-    lat_look = torch.maximum(torch.minimum(lat_look, plan.lat_max_m[st_look]), plan.lat_min_m[st_look])
+    lat_look = take(plan.line_lat_m, st_look) + offset
+    lat_look = torch.maximum(torch.minimum(lat_look, take(plan.lat_max_m, st_look)),
+                             take(plan.lat_min_m, st_look))
     px, py, _ = track.point_at(s_look, lat_look)
     dx, dy = px - state.x, py - state.y
     # pursue along the course over ground (not the body axis): a sliding car aims where it goes,
@@ -383,7 +384,7 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     # would then grow with speed squared): the front needs more slip as lateral acceleration grows
     st_ff = track.station_of_s(s + speed * 0.2)
     steer_target = (cfg.slip_gain * body_slip + torch.atan(kappa * car.wheelbase_m)
-                    + cfg.understeer_rad_per_mps2 * speed * speed * plan.line_curvature[st_ff]
+                    + cfg.understeer_rad_per_mps2 * speed * speed * take(plan.line_curvature, st_ff)
                     + cfg.yaw_gain_s * yaw_error)
     max_steer = math.radians(car.max_steer_deg)
     steer_target = steer_target.clamp(-max_steer, max_steer)
@@ -392,18 +393,18 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     # ---- speed: track pace x profile, read ahead so braking starts in time
     st_near = track.station_of_s(s + speed * 0.1)
     st_far = track.station_of_s(s + speed * cfg.brake_preview_s)
-    v_target = pace * torch.minimum(plan.speed_mps[st_near], plan.speed_mps[st_far])
+    v_target = pace * torch.minimum(take(plan.speed_mps, st_near), take(plan.speed_mps, st_far))
     # the profile holds on the racing line; a car in another lane of a corner at the grip limit
     # needs the curvature of its own lane there, so it slows by the square root of the ratio
     # (a parallel of the line at offset d has curvature k / (1 - k d))
     mu_g = car.tire_grip * (GRAVITY + 0.5 * AIR_DENSITY * car.cla_m2 / car.mass_kg * speed * speed)
     st_pv = torch.stack([st_near, st_far], dim=-1)
-    k_pv = plan.line_curvature[st_pv]
-    lane_factor = torch.sqrt((1.0 - k_pv * (lat.unsqueeze(-1) - plan.line_lat_m[st_pv])).clamp(min=0.2))
+    k_pv = take(plan.line_curvature, st_pv)
+    lane_factor = torch.sqrt((1.0 - k_pv * (lat.unsqueeze(-1) - take(plan.line_lat_m, st_pv))).clamp(min=0.2))
     v_target = v_target * lane_factor.amin(-1).clamp(cfg.lane_factor_min, 1.0)
     # well off the line (kept there by a car alongside) it follows the track's own curve at its offset
     # (k / (1 - k lat) for a centerline of curvature k), within the grip it can count on
-    k_c = track.curvature[st_pv]
+    k_c = take(track.curvature, st_pv)
     k_lane = (k_c / (1.0 - k_c * lat.unsqueeze(-1)).clamp(min=0.2)).abs().amax(-1)
     v_lane = torch.sqrt(cfg.lane_grip_use * mu_g / k_lane.clamp(min=1e-5))
     off_line = (lat - line_here).abs() > cfg.off_line_m

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from .cars import CarSpec, get_car
-from .track import SURFACE_DRAG_G, SURFACE_GRIP, Surface, Track, CURB_WIDTH_M
+from .track import SURFACE_DRAG_G, SURFACE_GRIP, Surface, Track, CURB_WIDTH_M, take
 
 PHYSICS_HZ = 60
 """Physics ticks per second (paper III-B: the game runs at 60 Hz)."""
@@ -295,7 +295,7 @@ def reset(params: SimParams, num_races: int, num_cars: int = GRID_SIZE, *,
     lat = side[slot]
     x, y, _ = track.point_at(s, lat)
     station = track.station_of_s(s)
-    yaw = track.heading_rad[station]
+    yaw = take(track.heading_rad, station)
     zeros = torch.zeros(R, C, device=dev)
     speed = torch.as_tensor(initial_speed_mps, dtype=torch.float32, device=dev).expand(R, C)
     # progress counts from the start line: cars on the grid are behind it (negative)
@@ -455,10 +455,10 @@ def _surface_state(state: SimState, params: SimParams):
     """Per car: surface grip under each axle, extra drag, and the 3-of-4-tyres off-course flag."""
     track, car = params.track, params.car
     st = state.station
-    psi = state.yaw - track.heading_rad[st]
+    psi = state.yaw - take(track.heading_rad, st)
     cos_p, sin_p = torch.cos(psi), torch.sin(psi)
-    wl = track.width_left_m[st]
-    wr = track.width_right_m[st]
+    wl = take(track.width_left_m, st)
+    wr = take(track.width_right_m, st)
     offs = _const("wheels", _wheel_offsets(car), state.x.device)  # (4, 2)
     # lateral offset of each tyre from the centerline, in the station's frame
     lat_w = state.lat_m.unsqueeze(-1) + offs[:, 0] * sin_p.unsqueeze(-1) + offs[:, 1] * cos_p.unsqueeze(-1)
@@ -466,11 +466,11 @@ def _surface_state(state: SimState, params: SimParams):
     out_right = lat_w < -wr.unsqueeze(-1)
     outside = out_left | out_right
     off_course = outside.sum(-1) >= 3  # paper III-C: at least three tyres outside the limits
-    curb = ((track.curb_left[st].unsqueeze(-1) & (lat_w > (wl - CURB_WIDTH_M).unsqueeze(-1)))
-            | (track.curb_right[st].unsqueeze(-1) & (lat_w < -(wr - CURB_WIDTH_M).unsqueeze(-1))))
+    curb = ((take(track.curb_left, st).unsqueeze(-1) & (lat_w > (wl - CURB_WIDTH_M).unsqueeze(-1)))
+            | (take(track.curb_right, st).unsqueeze(-1) & (lat_w < -(wr - CURB_WIDTH_M).unsqueeze(-1))))
     surface = torch.where(curb, int(Surface.CURB), int(Surface.ASPHALT))
-    surface = torch.where(out_left, track.runoff_surface_l[st].unsqueeze(-1), surface)
-    surface = torch.where(out_right, track.runoff_surface_r[st].unsqueeze(-1), surface)
+    surface = torch.where(out_left, take(track.runoff_surface_l, st).unsqueeze(-1), surface)
+    surface = torch.where(out_right, take(track.runoff_surface_r, st).unsqueeze(-1), surface)
     grip_table = _const("grip", SURFACE_GRIP, state.x.device)
     drag_table = _const("drag", SURFACE_DRAG_G, state.x.device)
     grip = grip_table[surface]
@@ -635,16 +635,16 @@ def _walls(x, y, yaw, vwx, vwy, r, m, iz, station, lat, params: SimParams):
     Returns the corrected x, y, world velocity, yaw rate, a contact flag and the new lateral offset.
     """
     track, car = params.track, params.car
-    nx, ny = track.nx[station], track.ny[station]
-    psi = yaw - track.heading_rad[station]
+    nx, ny = take(track.nx, station), take(track.ny, station)
+    psi = yaw - take(track.heading_rad, station)
     cos_p, sin_p = torch.cos(psi), torch.sin(psi)
     corners = _const("corners", _box_corners(car), x.device)  # (4, 2) body (fwd, left)
     # lateral offset of each corner in the station frame
     c_lat = corners[:, 0] * sin_p.unsqueeze(-1) + corners[:, 1] * cos_p.unsqueeze(-1)
     reach_l, idx_l = c_lat.max(-1)
     reach_r, idx_r = (-c_lat).max(-1)
-    pen_l = lat + reach_l - track.wall_left_m[station]
-    pen_r = -lat + reach_r - track.wall_right_m[station]
+    pen_l = lat + reach_l - take(track.wall_left_m, station)
+    pen_r = -lat + reach_r - take(track.wall_right_m, station)
     touch_l = pen_l > -0.02
     touch_r = pen_r > -0.02
     contact = touch_l | touch_r

@@ -48,6 +48,13 @@ INDEX_BAND_M = 12.0
 """Cells farther than this beyond the barriers are 'outside the world' (station -1)."""
 
 
+def take(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 1-D per-station table and an integer index of any shape, with
+    ``index_select`` (three to four times faster on CPU than advanced indexing). Indices must be in
+    ``[0, len(table))``."""
+    return table.index_select(0, index.reshape(-1)).view(index.shape)
+
+
 class Surface(enum.IntEnum):
     """Ground surface codes; ``SURFACE_GRIP`` and ``SURFACE_DRAG_G`` are indexed by them."""
 
@@ -192,7 +199,7 @@ class Track:
         i0 = torch.floor(u).long().clamp_(0, n - 1)
         i1 = torch.remainder(i0 + 1, n)
         w = (u - i0).clamp(0.0, 1.0)
-        return tuple(a[i0] + (a[i1] - a[i0]) * w for a in fields)
+        return tuple(take(a, i0) + (take(a, i1) - take(a, i0)) * w for a in fields)
 
     def project(self, x: torch.Tensor, y: torch.Tensor, hint: torch.Tensor, window: int = 6):
         """Project world points onto the centerline, searching ``hint +- window`` stations.
@@ -205,18 +212,31 @@ class Track:
             lat_m (...) signed lateral offset (left positive).
         """
         n = self.num_stations
-        offsets = torch.arange(-window, window + 1, device=x.device)
-        idx = torch.remainder(hint.unsqueeze(-1) + offsets, n)
-        dx = x.unsqueeze(-1) - self.x[idx]
-        dy = y.unsqueeze(-1) - self.y[idx]
-        best = (dx * dx + dy * dy).argmin(dim=-1, keepdim=True)
-        station = idx.gather(-1, best).squeeze(-1)
-        ex = x - self.x[station]
-        ey = y - self.y[station]
-        along = ex * self.tx[station] + ey * self.ty[station]
-        lat = ex * self.nx[station] + ey * self.ny[station]
-        s = torch.remainder(self.s_m[station] + along, self.length_m)
+        # candidates from a copy of x, y padded by the window on both sides: no wrap-around of the
+        # (..., 2 window + 1) candidate indices, only of the chosen one
+        xy_pad = self._padded_xy(window)
+        offsets = torch.arange(0, 2 * window + 1, device=x.device)
+        idx = (hint.unsqueeze(-1) + offsets).view(-1)
+        dx = x.unsqueeze(-1) - xy_pad[0].index_select(0, idx).view(*x.shape, -1)
+        dy = y.unsqueeze(-1) - xy_pad[1].index_select(0, idx).view(*x.shape, -1)
+        best = (dx * dx + dy * dy).argmin(dim=-1)
+        station = torch.remainder(hint + best - window, n)
+        ex = x - take(self.x, station)
+        ey = y - take(self.y, station)
+        along = ex * take(self.tx, station) + ey * take(self.ty, station)
+        lat = ex * take(self.nx, station) + ey * take(self.ny, station)
+        s = torch.remainder(take(self.s_m, station) + along, self.length_m)
         return station, s, lat
+
+    def _padded_xy(self, pad: int) -> torch.Tensor:
+        """(2, N + 2 pad) station x and y, the lap's last ``pad`` stations before and first after."""
+        cache = self.__dict__.setdefault("_pad_cache", {})
+        if pad not in cache:
+            if not 0 <= pad <= self.num_stations:
+                raise ValueError(f"project: window {pad} must be in [0, {self.num_stations}] stations")
+            xy = torch.stack([self.x, self.y])
+            cache[pad] = torch.cat([xy[:, xy.shape[1] - pad:], xy, xy[:, :pad]], dim=1).contiguous()
+        return cache[pad]
 
     def grid_lookup(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Nearest station of each world point from the lookup grid; -1 outside the world."""
