@@ -109,7 +109,7 @@ def sim_agent_steps_per_s(num_races: int, scenario: str = "tokyo", steps: int = 
             "biai_ms_per_step": 1e3 * (total - t_sim - t_render) / steps}
 
 
-def bench_sim(races=(64, 256, 1024), scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
+def bench_sim(races=(64, 256, 1024, 2048), scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
               carracing_seconds: float = 5.0, compile: bool = False) -> list[dict]:
     """Run the simulator benchmark at each number of parallel races, next to CarRacing-v3."""
     ref = carracing_steps_per_s(carracing_seconds)

@@ -139,7 +139,7 @@ def cmd_play(args) -> int:
 def cmd_bench(args) -> int:
     _threads(args.threads)
     if args.races is None:
-        args.races = [64, 256, 1024] if args.what == "sim" else [64, 256]
+        args.races = [64, 256, 1024, 2048] if args.what == "sim" else [64, 256]
     if args.what == "sim":
         from .bench import bench_sim
         rows = bench_sim(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim: the simulator next to CarRacing-v3; env: make_vec next to the bare simulator; "
                         "learner: QR-SAC update time of the paper and cpu presets next to the matmul rate")
     b.add_argument("--races", type=int, nargs="+", default=None,
-                   help="parallel races (default: 64 256 1024 for sim, 64 256 for env)")
+                   help="parallel races (default: 64 256 1024 2048 for sim, 64 256 for env)")
     b.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
     b.add_argument("--steps", type=int, default=20)
     b.add_argument("--device", default="cpu")

@@ -336,3 +336,17 @@ def test_penalty_ramp_refuses_an_environment_without_reward_terms():
                                  train=dataclasses.replace(preset.train, penalty_ramp_epochs=5))
     with pytest.raises(ValueError, match="penalty_ramp_epochs=5 needs a gtvision racing environment"):
         LocalTrainer(gym.make_vec("Pendulum-v1", num_envs=2), preset)
+
+
+def test_init_log_std_sets_a_fresh_policys_spread():
+    agent, _ = make_agent(init_log_std=-1.2)
+    obs = {k: torch.as_tensor(v) for k, v in OBS_SPACE.sample().items()}
+    features, _ = agent.actor.torso.unroll({k: v[None, None] for k, v in obs.items()},
+                                           agent.initial_hidden(1))
+    mean, log_std = agent.actor.distribution(features)
+    assert log_std.detach().numpy() == pytest.approx(-1.2, abs=0.05)
+    assert mean.abs().max().item() < 0.05
+    default, _ = make_agent()
+    _, log_std_default = default.actor.distribution(default.actor.torso.unroll(
+        {k: v[None, None] for k, v in obs.items()}, default.initial_hidden(1))[0])
+    assert (log_std_default - (-1.2)).abs().max().item() > 0.05
