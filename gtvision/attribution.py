@@ -13,6 +13,8 @@ Inputs are the actor's observation sequences: a dict of (B, T, ...) tensors with
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -103,3 +105,96 @@ def frame_attributions(actor, obs: dict, hidden: torch.Tensor, action: int | str
     out = _final_action(actor, {**obs, image_key: frames}, hidden, image_key, None, index)
     (grad,) = torch.autograd.grad(out.sum(), frames)
     return (grad * frames).abs().flatten(2).sum(-1).detach()
+
+
+def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s: float = 0.5, history: int = 8,
+                 seed: int = 0, start_s: float | None = None, agent=None, action: int | str = "steer",
+                 max_time_s: float = 60.0, near_m: float = 20.0, min_start_s: float = 3.0,
+                 device: str = "cpu") -> dict:
+    """Paper Fig. 5 from a race: ``driver`` (a checkpoint, or ``"biai"``) drives one evaluation race from the
+    back of the grid; at ``snapshots`` moments ``interval_s`` apart the actor's last ``history`` frames are
+    explained (:func:`integrated_gradients`, :func:`top_mask`, :func:`frame_attributions`).
+
+    The actor explained is the driver's, or ``agent`` (a ``QRSACAgent``) when given: it then rides along,
+    its hidden state stepped on the same observations, while the driver drives (so the BIAI's race can
+    show the method with an untrained actor). The snapshots start at ``start_s``, or else at the first
+    moment after ``min_start_s`` (past the start, where the whole grid is near) and after ``history``
+    steps when an opponent is within ``near_m`` of the agent (the opponent drawn is the nearest one then). Returns the keyword arguments of :func:`gtvision.figures.figure_5` (``track``,
+    ``agent_xy``, ``opponent_xy``, ``frames``, ``attributions``, ``masks``, ``frame_shares``) and
+    ``times_s``, ``opponent`` (its car index), ``delta`` (Integrated Gradients' completeness gaps) and
+    ``output_difference`` (the action's change from the blurred baseline to the frame, which the
+    attributions add up to).
+    """
+    import numpy as np
+
+    from .evaluation import _race_envs
+
+    if snapshots < 1 or history < 1 or interval_s <= 0:
+        raise ValueError(f"snapshots and history must be >= 1 and interval_s > 0, got {snapshots}, {history}, "
+                         f"{interval_s}")
+    envs, policy = _race_envs(driver, scenario, 1, 1, device, max_time_s=max_time_s)
+    explained = agent if agent is not None else policy
+    if explained is None:
+        envs.close()
+        raise ValueError(f"driver {driver!r} has no actor to explain; pass agent= (a QRSACAgent)")
+    keys = explained.actor.keys
+    if "image" not in keys:
+        envs.close()
+        raise ValueError(f"the actor sees {', '.join(keys)}: no image to attribute (the GT Sophy baseline?)")
+    obs, _ = envs.reset(seed=seed)
+    batch = envs.unwrapped.batch
+    hidden = explained.initial_hidden(1)
+    drive_hidden = policy.initial_hidden(1) if policy is not None and policy is not explained else None
+    seen: dict[str, list] = {k: [] for k in keys}
+    hiddens, xy = [], []
+    stride = max(1, round(interval_s * 10))
+    for _ in range(int(math.ceil(batch.time_limit_s * 10))):
+        for k in keys:
+            seen[k].append(np.asarray(obs[k][0]))
+        hiddens.append(hidden)
+        xy.append(np.stack([batch.state.x[0].cpu().numpy(), batch.state.y[0].cpu().numpy()], -1))
+        mine, hidden = explained.act(obs, hidden, eval_mode=True)
+        if policy is None:
+            drive = batch.biai_actions().cpu().numpy()
+        elif policy is explained:
+            drive = mine
+        else:
+            drive, drive_hidden = policy.act(obs, drive_hidden, eval_mode=True)
+        obs, _, terminated, truncated, _ = envs.step(drive)
+        if terminated[0] or truncated[0]:
+            break
+    track = batch.params.track
+    envs.close()
+    xy = np.stack(xy)                                     # (T, cars, 2)
+    steps = len(xy)
+    last_start = steps - 1 - (snapshots - 1) * stride
+    if last_start < history - 1:
+        raise ValueError(f"the race lasted {steps} steps: too short for {snapshots} snapshots {stride} steps "
+                         f"apart after {history} frames of history")
+    gaps = np.linalg.norm(xy[:, 1:] - xy[:, :1], axis=-1)  # (T, opponents) distance to the agent
+    if start_s is not None:
+        t0 = int(round(start_s * 10))
+        if not history - 1 <= t0 <= last_start:
+            raise ValueError(f"start_s={start_s} is outside {(history - 1) / 10:.1f}..{last_start / 10:.1f} s "
+                             "for this race")
+    else:
+        first = min(max(history - 1, int(round(min_start_s * 10))), last_start)
+        near = np.flatnonzero(gaps[first:last_start + 1].min(1) < near_m) if gaps.shape[1] else []
+        t0 = first + int(near[0]) if len(near) else first
+    opponent = 1 + int(gaps[t0].argmin()) if gaps.shape[1] else 0
+    times = t0 + stride * np.arange(snapshots)
+    out = {k: [] for k in ("attributions", "masks", "frame_shares", "delta", "output_difference")}
+    for t in times:
+        seq = {k: torch.as_tensor(np.stack(seen[k][t - history + 1:t + 1]))[None] for k in keys}
+        h0 = hiddens[t - history + 1]
+        ig = integrated_gradients(explained.actor, seq, h0, action=action)
+        out["attributions"].append(ig["attribution"][0].numpy())
+        out["masks"].append(top_mask(ig["attribution"])[0].numpy())
+        out["delta"].append(float(ig["delta"][0]))
+        out["output_difference"].append(float(ig["output"][0] - ig["baseline_output"][0]))
+        out["frame_shares"].append(frame_attributions(explained.actor, seq, h0, action=action)[0].numpy())
+    return {"track": track, "agent_xy": xy[times, 0], "opponent_xy": xy[times, opponent],
+            "frames": np.stack([seen["image"][t] for t in times]),
+            "attributions": np.stack(out["attributions"]), "masks": np.stack(out["masks"]),
+            "frame_shares": np.stack(out["frame_shares"]), "times_s": times / 10.0, "opponent": opponent,
+            "delta": np.array(out["delta"]), "output_difference": np.array(out["output_difference"])}

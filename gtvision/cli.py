@@ -99,15 +99,27 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    import numpy as np
+
+    from .env.episodes import MAX_OPPONENTS
     from .evaluation import evaluate, summarize, write_results
 
     _threads(args.threads)
     driver = args.checkpoint or args.driver
     table = evaluate(driver, args.scenario, args.episodes, args.seed, args.device, laps=args.laps,
-                     progress=not args.quiet)
+                     progress=not args.quiet, opponents=args.opponents)
     name = f"eval_{args.scenario}_{'biai' if args.checkpoint is None else Path(args.checkpoint).name}"
+    if args.opponents is not None and args.opponents != MAX_OPPONENTS:
+        name += f"_opponents{args.opponents}"
     csv, _ = write_results(table, args.out, name)
     s = summarize(table)
+    if args.opponents == 0:  # a time trial: no margin or place to speak of
+        laps = table.filter(like="lap_").to_numpy(float)
+        best = f"{np.nanmin(laps):.2f} s" if laps.size and np.isfinite(laps).any() else "none"
+        print(f"{args.scenario}, {s['episodes']} time trial(s), driver {driver}: finished {s['finished']}/"
+              f"{s['episodes']} | laps done {int(np.isfinite(laps).sum())} | best lap {best} | progress mean "
+              f"{table['progress_m'].mean():.0f} m | wall {s['wall_time_mean_s']:.2f} s\n-> {csv}")
+        return 0
     print(f"{args.scenario}, {s['episodes']} race(s), driver {driver}: win rate {s['win_rate']:.2f} | margin mean "
           f"{s['margin_mean_m']:.1f} m, median {s['margin_median_m']:.1f} m | place mean {s['place_mean']:.2f} | "
           f"collision {s['car_collision_time_mean_s']:.2f} s | wall {s['wall_time_mean_s']:.2f} s | "
@@ -202,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .agent.config import VARIANTS
     from .agent.presets import PRESET_NAMES
+    from .env.episodes import MAX_OPPONENTS
     from .training import BACKENDS
 
     t = sub.add_parser("train", help="train the QR-SAC agent on a scenario or any gymnasium id")
@@ -241,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
     e.add_argument("--episodes", type=int, default=8)
     e.add_argument("--laps", type=int, default=4)
+    e.add_argument("--opponents", type=int, default=None, choices=range(MAX_OPPONENTS + 1), metavar="N",
+                   help=f"BIAI cars on the grid, 0..{MAX_OPPONENTS} (default {MAX_OPPONENTS}, the paper's race; "
+                        "0: a time trial from the back of the grid)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--threads", type=int, default=None)

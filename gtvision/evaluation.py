@@ -47,6 +47,7 @@ DRIVERS = ("biai",)
 def _policy_from_checkpoint(path: Path, envs, device: str):
     """The deterministic actor of checkpoint ``path`` (``runs/X/checkpoints/epoch_N``) as act(obs, hidden)."""
     from .agent.qrsac import QRSACAgent
+    from .agent.presets import Preset
     from .training import RunConfig, apply_overrides, get_preset, keys_for_space
 
     path = Path(path)
@@ -60,10 +61,14 @@ def _policy_from_checkpoint(path: Path, envs, device: str):
     if not (path / "trainer.pt").exists() or not (run_dir / "config.json").exists():
         raise ValueError(f"{path} is not a checkpoint of a gtvision run (expected RUN/checkpoints/epoch_N/trainer.pt "
                          f"and RUN/config.json)")
-    run = json.loads((run_dir / "config.json").read_text())["run"]
-    cfg = RunConfig(**{k: v for k, v in run.items() if k in RunConfig.__dataclass_fields__})
-    preset = keys_for_space(apply_overrides(get_preset(cfg.preset, cfg.variant), cfg.overrides),
-                            envs.single_observation_space)
+    saved = json.loads((run_dir / "config.json").read_text())
+    if "preset" in saved:  # the networks the run trained, even if the named preset changed since
+        preset = Preset.from_dict(saved["preset"])
+    else:
+        run = saved["run"]
+        cfg = RunConfig(**{k: v for k, v in run.items() if k in RunConfig.__dataclass_fields__})
+        preset = keys_for_space(apply_overrides(get_preset(cfg.preset, cfg.variant), cfg.overrides),
+                                envs.single_observation_space)
     agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
                        burn_in=preset.replay.burn_in, acting_only=True)
     state = torch.load(path / "trainer.pt", weights_only=False, map_location=device)
@@ -71,13 +76,20 @@ def _policy_from_checkpoint(path: Path, envs, device: str):
     return agent
 
 
-def _race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max_time_s: float | None = None):
-    """Evaluation races (``gtvision.env.RACE`` with ``laps``) and the driver's policy (None for the BIAI)."""
+def _race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max_time_s: float | None = None,
+               opponents: int | None = None):
+    """Evaluation races (``gtvision.env.RACE`` with ``laps``, and ``opponents`` BIAI cars instead of 19 when
+    given) and the driver's policy (None for the BIAI)."""
     from .env import ENV_IDS, RACE
+    from .env.episodes import MAX_OPPONENTS
 
     if scenario not in SCENARIO_NAMES:
         raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(SCENARIO_NAMES)}")
     kwargs = {**RACE, "laps": laps}
+    if opponents is not None:
+        if not isinstance(opponents, int) or not 0 <= opponents <= MAX_OPPONENTS:
+            raise ValueError(f"opponents must be an int in 0..{MAX_OPPONENTS}, got {opponents!r}")
+        kwargs["num_opponents"] = opponents
     if max_time_s is not None:
         kwargs["max_time_s"] = float(max_time_s)
     envs = gym.make_vec(ENV_IDS[scenario], num_envs=num_envs, device=device, **kwargs)
@@ -90,11 +102,12 @@ def _race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max
 
 
 def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episodes: int = 8, seed: int = 0,
-             device: str = "cpu", laps: int = 4, progress: bool = True) -> pd.DataFrame:
-    """Race ``episodes`` 4-lap races (batched) with ``driver`` in the agent's seat; one row per episode."""
+             device: str = "cpu", laps: int = 4, progress: bool = True, opponents: int | None = None) -> pd.DataFrame:
+    """Race ``episodes`` 4-lap races (batched) with ``driver`` in the agent's seat; one row per episode.
+    ``opponents`` (0..19) thins the grid: 0 is a time trial from the back of the grid."""
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
-    envs, agent = _race_envs(driver, scenario, episodes, laps, device)
+    envs, agent = _race_envs(driver, scenario, episodes, laps, device, opponents=opponents)
     obs, info = envs.reset(seed=seed)
     batch = envs.unwrapped.batch
     hidden = agent.initial_hidden(episodes) if agent is not None else None
@@ -119,6 +132,7 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
                        "wall_time_s": float(info["wall_time_s"][i]),
                        "off_course_time_s": float(info["off_course_time_s"][i]),
                        "finished": bool(info["finished"][i]), "race_time_s": float(info["time_s"][i]),
+                       "progress_m": float(info["progress_m"][i]),
                        **{f"lap_{k + 1}_s": t for k, t in enumerate(lap_times[i][:laps])}}
             active[i] = False
         bar.update(1)

@@ -126,6 +126,10 @@ def figure_6(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_6"
     return fig
 
 
+FIGURE_5_INPUTS = ("track", "agent_xy", "opponent_xy", "frames", "attributions", "masks", "frame_shares")
+"""The data :func:`figure_5` draws, as :func:`gtvision.attribution.explain_race` returns it."""
+
+
 def figure_5(track, agent_xy: np.ndarray, opponent_xy: np.ndarray, frames: np.ndarray, attributions: np.ndarray,
              masks: np.ndarray, frame_shares: np.ndarray, out: str | os.PathLike, name: str = "figure_5",
              window_m: float = 120.0):

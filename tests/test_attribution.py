@@ -64,3 +64,34 @@ def test_frame_attributions_reach_back_through_the_recurrence(actor_and_sequence
     frames = frame_attributions(actor, obs, hidden, action="throttle")
     assert frames.shape == (2, 5)
     assert (frames[:, :-1] > 0).all()  # earlier frames matter to the final action through the GRU
+
+
+def test_explain_race_gives_figure_5_its_snapshots_from_a_race(tmp_path):
+    """Four snapshots 0.5 s apart of a BIAI race, explained with a riding-along actor: frames, attribution
+    maps and masks, and each snapshot's frame shares; the snapshots are what the actor saw at those steps."""
+    import gymnasium as gym
+
+    from gtvision import figures
+    from gtvision.attribution import explain_race
+    from gtvision.env import ENV_IDS
+
+    envs = gym.make_vec(ENV_IDS["tokyo"], num_envs=1)
+    torch.manual_seed(0)
+    agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, get_preset("smoke").agent,
+                       acting_only=True)
+    envs.close()
+    ex = explain_race("biai", "tokyo", snapshots=4, interval_s=0.5, history=6, agent=agent, max_time_s=8.0)
+    np.testing.assert_allclose(np.diff(ex["times_s"]), 0.5)
+    assert ex["times_s"][0] >= 3.0 and 1 <= ex["opponent"] <= 19
+    assert ex["frames"].shape == (4, 64, 64, 3) and ex["frames"].dtype == np.uint8
+    assert ex["attributions"].shape == ex["masks"].shape == (4, 64, 64) and ex["masks"].dtype == bool
+    assert ex["frame_shares"].shape == (4, 6) and (ex["frame_shares"] >= 0).all()
+    assert np.all(np.abs(ex["delta"]) < 1e-3)  # complete: IG sums to the output difference
+    # the agent is the BIAI's car 0 in the race: between snapshots it moves about speed x 0.5 s
+    assert np.all(np.linalg.norm(np.diff(ex["agent_xy"], axis=0), axis=1) > 1.0)
+    figures.figure_5(**{k: ex[k] for k in figures.FIGURE_5_INPUTS}, out=tmp_path)
+    assert (tmp_path / "figure_5.png").exists()
+    with pytest.raises(ValueError, match="no actor to explain"):
+        explain_race("biai", "tokyo", max_time_s=5.0)
+    with pytest.raises(ValueError, match="too short"):
+        explain_race("biai", "tokyo", agent=agent, snapshots=40, max_time_s=5.0)

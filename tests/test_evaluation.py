@@ -1,5 +1,6 @@
 """Evaluation races: winning margin and place, the checkpoint rule of IV-D, checkpoints in the seat."""
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,14 @@ def test_biai_in_the_agents_seat_races_from_the_back_and_the_table_is_consistent
     assert js.exists()
 
 
+def test_a_time_trial_has_no_opponents_and_bad_grids_are_refused():
+    table = evaluate("biai", "tokyo", episodes=1, seed=0, laps=1, progress=False, opponents=0)
+    assert table["finished"].all() and (table["place"] == 1).all()   # alone on the track: first
+    assert (table["car_collision_time_s"] == 0).all() and 95 < table["lap_1_s"].iloc[0] < 115
+    with pytest.raises(ValueError, match=r"opponents must be an int in 0..19, got 20"):
+        evaluate("biai", "tokyo", episodes=1, progress=False, opponents=20)
+
+
 def test_a_checkpoint_drives_in_the_agents_seat(tmp_path):
     run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=128, checkpoint_every=1,
                              env_kwargs={"num_opponents": 1, "max_time_s": 2.0}), tmp_path / "run", progress=False)
@@ -50,6 +59,29 @@ def test_a_checkpoint_drives_in_the_agents_seat(tmp_path):
     assert not table["finished"].any()
     with pytest.raises(ValueError, match="neither a checkpoint path nor one of: biai"):
         evaluate("nobody", "tokyo", episodes=1, progress=False)
+
+
+def test_a_checkpoint_loads_with_the_networks_it_was_trained_with(tmp_path, monkeypatch):
+    """The actor is rebuilt from the resolved preset saved in the run's config.json, so a checkpoint
+    still loads after the named preset changes (here: the smoke preset's hidden size)."""
+    from gtvision.agent import presets
+
+    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, checkpoint_every=1,
+                             env_kwargs={"num_opponents": 0, "max_time_s": 1.0}), tmp_path / "run", progress=False)
+    smoke = presets._PRESETS["smoke"]
+
+    def changed():
+        agent, replay, train_cfg = smoke()
+        return dataclasses.replace(agent, hidden_size=2 * agent.hidden_size), replay, train_cfg
+
+    monkeypatch.setitem(presets._PRESETS, "smoke", changed)
+    table = evaluate(run, "tokyo", episodes=1, seed=0, laps=1, progress=False)
+    assert len(table) == 1
+    saved = json.loads((run / "config.json").read_text())["preset"]
+    assert presets.Preset.from_dict(saved) != presets.get_preset("smoke")  # the name now means other networks
+    saved["agent"]["no_such_field"] = 1
+    with pytest.raises(ValueError, match="no_such_field"):
+        presets.Preset.from_dict(saved)
     with pytest.raises(ValueError, match="valid: tokyo, spa, sarthe"):
         evaluate("biai", "monza", episodes=1, progress=False)
 

@@ -29,6 +29,19 @@ class Preset:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Preset:
+        """The preset :meth:`to_dict` wrote (a run's ``config.json``), lists back to tuples. Fields the
+        current code added since keep their defaults; a field the current code no longer has raises."""
+        sections = {}
+        for name, kind in (("agent", AgentConfig), ("replay", ReplayConfig), ("train", TrainConfig)):
+            fields = {f.name for f in dataclasses.fields(kind)}
+            unknown = sorted(set(d[name]) - fields)
+            if unknown:
+                raise ValueError(f"saved preset: {name} has fields this version lacks: {', '.join(unknown)}")
+            sections[name] = kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in d[name].items()})
+        return cls(d["name"], d["variant"], **sections)
+
 
 def _paper() -> tuple[AgentConfig, ReplayConfig, TrainConfig]:
     agent = AgentConfig(
