@@ -90,32 +90,76 @@ class _BareSim:
         return t1 - t0, time.perf_counter() - t1
 
 
-def sim_agent_steps_per_s(num_races: int, scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
-                          num_cars: int = core.GRID_SIZE, image_size: int = 64, seed: int = 0,
-                          compile: bool = False) -> dict:
-    """Agent-steps/s of ``num_races`` parallel races (see the module docstring), and the split."""
+def _timed_steps(num_races: int, scenario: str, steps: int, device: str, num_cars: int, image_size: int,
+                 seed: int, compile: bool, barrier=None) -> tuple[float, float, float]:
+    """Seconds of ``steps`` agent-steps after two of warm-up: in all, in ``core.step``, in rendering.
+    With ``barrier`` (a worker process of :func:`sim_agent_steps_per_s`), the timed steps start together."""
     sim = _BareSim.rolling(num_races, scenario, steps + 2, device, num_cars, image_size, seed, compile)
     for k in range(2):  # warm-up (allocator, caches, lazily built tables, compilation)
         sim.step(k)
+    if barrier is not None:
+        barrier.wait()
     t_sim = t_render = 0.0
     t0 = time.perf_counter()
     for k in range(steps):
         ds, dr = sim.step(k + 2)
         t_sim += ds
         t_render += dr
-    total = time.perf_counter() - t0
-    return {"races": num_races, "agent_steps_per_s": num_races * steps / total,
+    return time.perf_counter() - t0, t_sim, t_render
+
+
+def _worker(threads: int, barrier, args: tuple, results, index: int):
+    torch.set_num_threads(threads)
+    results[index] = _timed_steps(*args, barrier=barrier)
+
+
+def sim_agent_steps_per_s(num_races: int, scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
+                          num_cars: int = core.GRID_SIZE, image_size: int = 64, seed: int = 0,
+                          compile: bool = False, processes: int = 1) -> dict:
+    """Agent-steps/s of ``num_races`` parallel races (see the module docstring), and the split.
+
+    ``processes`` > 1 splits the races over that many worker processes (as rollout workers would run),
+    each with an equal share of torch's threads; their timed steps start together and the rate is all
+    their agent-steps over the slowest one's time. The split is the mean over the workers."""
+    if processes < 1 or num_races % processes:
+        raise ValueError(f"processes must be >= 1 and divide races; got processes={processes}, races={num_races}")
+    if processes == 1:
+        total, t_sim, t_render = _timed_steps(num_races, scenario, steps, device, num_cars, image_size, seed, compile)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        threads = max(1, torch.get_num_threads() // processes)
+        with ctx.Manager() as manager:
+            barrier, results = manager.Barrier(processes), manager.dict()
+            workers = [ctx.Process(target=_worker, args=(threads, barrier, (num_races // processes, scenario, steps,
+                                                                            device, num_cars, image_size, seed + i,
+                                                                            compile), results, i))
+                       for i in range(processes)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            if len(results) != processes:
+                raise RuntimeError(f"{processes - len(results)} benchmark worker(s) failed (exit codes "
+                                   f"{[w.exitcode for w in workers]})")
+            times = list(results.values())
+        total = max(t[0] for t in times)
+        t_sim = sum(t[1] for t in times) / processes
+        t_render = sum(t[2] for t in times) / processes
+    return {"races": num_races, "processes": processes, "agent_steps_per_s": num_races * steps / total,
             "sim_ms_per_step": 1e3 * t_sim / steps, "render_ms_per_step": 1e3 * t_render / steps,
             "biai_ms_per_step": 1e3 * (total - t_sim - t_render) / steps}
 
 
 def bench_sim(races=(64, 256, 1024, 2048), scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
-              carracing_seconds: float = 5.0, compile: bool = False) -> list[dict]:
-    """Run the simulator benchmark at each number of parallel races, next to CarRacing-v3."""
+              carracing_seconds: float = 5.0, compile: bool = False, processes: int = 1) -> list[dict]:
+    """Run the simulator benchmark at each number of parallel races, next to CarRacing-v3 (one process)."""
     ref = carracing_steps_per_s(carracing_seconds)
     rows = []
     for r in races:
-        row = sim_agent_steps_per_s(int(r), scenario=scenario, steps=steps, device=device, compile=compile)
+        row = sim_agent_steps_per_s(int(r), scenario=scenario, steps=steps, device=device, compile=compile,
+                                    processes=processes)
         row["carracing_steps_per_s"] = ref
         row["ratio_vs_carracing"] = None if ref is None else row["agent_steps_per_s"] / ref
         rows.append(row)

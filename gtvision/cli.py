@@ -149,16 +149,21 @@ def cmd_play(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    import torch
+
     _threads(args.threads)
     if args.races is None:
         args.races = [64, 256, 1024, 2048] if args.what == "sim" else [64, 256]
     if args.what == "sim":
         from .bench import bench_sim
         rows = bench_sim(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
-                         carracing_seconds=args.carracing_seconds, compile=args.compile)
+                         carracing_seconds=args.carracing_seconds, compile=args.compile, processes=args.processes)
         ref = rows[0]["carracing_steps_per_s"]
         print(f"gymnasium CarRacing-v3: {ref:.0f} steps/s" if ref else
               "gymnasium CarRacing-v3: not measured (pip install 'gymnasium[box2d]')")
+        if args.processes > 1:
+            print(f"the races split over {args.processes} worker processes, "
+                  f"{max(1, torch.get_num_threads() // args.processes)} thread(s) each")
         print(f"{'races':>6} {'agent-steps/s':>14} {'x CarRacing':>12} {'sim ms':>8} {'render ms':>10} {'BIAI ms':>8}")
         for row in rows:
             ratio = f"{row['ratio_vs_carracing']:.1f}" if row["ratio_vs_carracing"] else "-"
@@ -301,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="physics through torch.compile (warm-up about 30 s per number of races)")
     b.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: every core; 1 on a machine shared with other jobs)")
+    b.add_argument("--processes", type=int, default=1,
+                   help="sim: split the races over this many worker processes, the threads shared among them "
+                        "(as rollout workers run)")
     b.set_defaults(func=cmd_bench)
     return p
 

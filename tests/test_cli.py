@@ -34,6 +34,14 @@ def test_bench_counts_agent_steps_of_every_race():
     assert row["sim_ms_per_step"] > 0 and row["render_ms_per_step"] > 0
 
 
+def test_bench_splits_the_races_over_worker_processes():
+    row = bench.sim_agent_steps_per_s(num_races=4, steps=2, scenario="tokyo", processes=2)
+    assert row["races"] == 4 and row["processes"] == 2
+    assert row["agent_steps_per_s"] > 0 and row["sim_ms_per_step"] > 0 and row["render_ms_per_step"] > 0
+    with pytest.raises(ValueError, match="processes must be >= 1 and divide races; got processes=3, races=4"):
+        bench.sim_agent_steps_per_s(num_races=4, steps=2, processes=3)
+
+
 def test_scenarios_follow_table_one():
     from gtvision.scenarios import get_scenario
     assert get_scenario("tokyo").car_spec.drivetrain == "FWD"
