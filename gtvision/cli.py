@@ -127,6 +127,32 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_select(args) -> int:
+    from .evaluation import select_from_run
+
+    _threads(args.threads)
+    if args.human_table is not None:
+        import pandas as pd
+
+        humans = pd.read_csv(args.human_table)
+        if humans.empty or "car_collision_time_s" not in humans:
+            raise ValueError(f"--human-table {args.human_table}: no car_collision_time_s rows (a table of "
+                             "`gtvision play` or `gtvision evaluate` is expected)")
+        args.max_collision = float(humans["car_collision_time_s"].max())
+        print(f"threshold: the worst human car-collision time in {args.human_table}, {args.max_collision:.2f} s")
+    choice, summary = select_from_run(args.run, args.scenario, args.episodes, args.max_collision, args.seed,
+                                      args.laps, out=args.out, device=args.device, progress=not args.quiet)
+    cols = ["checkpoint", "margin_mean_m", "car_collision_time_mean_s", "place_mean", "win_rate", "finished",
+            "eligible", "selected"]
+    print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if choice is None:
+        print(f"no checkpoint has a mean collision time under {args.max_collision} s")
+        return 1
+    print(f"selected: {Path(args.run) / 'checkpoints' / choice} (best mean margin among those under "
+          f"{args.max_collision} s of car collision)")
+    return 0
+
+
 def cmd_video(args) -> int:
     from .evaluation import write_video
 
@@ -268,6 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="runs/eval")
     e.add_argument("--quiet", action="store_true")
     e.set_defaults(func=cmd_evaluate)
+
+    se = sub.add_parser("select", help="race every checkpoint of a run and pick one by the paper's rule (IV-D)")
+    se.add_argument("run", help="a run directory of `gtvision train`")
+    se.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
+    se.add_argument("--episodes", type=int, default=8, help="races per checkpoint (the same seeds for all)")
+    se.add_argument("--max-collision", type=float, default=1.0,
+                    help="mean car-collision time (s) a checkpoint must stay under (default 1.0)")
+    # Paper: IV-D, the threshold is the worst car-collision time of the human champion's races
+    se.add_argument("--human-table", default=None,
+                    help="a table of human races (`gtvision play`): the threshold becomes their worst "
+                         "car-collision time, as in paper IV-D")
+    se.add_argument("--laps", type=int, default=4)
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--device", default="cpu")
+    se.add_argument("--threads", type=int, default=None)
+    se.add_argument("--out", default=None, help="write each checkpoint's table here")
+    se.add_argument("--quiet", action="store_true")
+    se.set_defaults(func=cmd_select)
 
     v = sub.add_parser("video", help="an MP4 or GIF of an evaluation race: the agent's ego view beside the map")
     who = v.add_mutually_exclusive_group()

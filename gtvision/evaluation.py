@@ -171,6 +171,30 @@ def select_checkpoint(results: dict[str, pd.DataFrame], max_collision_s: float) 
     return max(eligible, key=eligible.get)
 
 
+def select_from_run(run: str | os.PathLike, scenario: str = "tokyo", episodes: int = 8, max_collision_s: float = 1.0,
+                    seed: int = 0, laps: int = 4, out: str | os.PathLike | None = None, device: str = "cpu",
+                    progress: bool = True) -> tuple[str | None, pd.DataFrame]:
+    """Paper IV-D over a training run: race every complete checkpoint of ``run`` (``episodes`` races each,
+    the same seeds for all) and pick by :func:`select_checkpoint`. Returns the chosen checkpoint's name
+    (None when none is under the threshold) and one summary row per checkpoint; with ``out``, each
+    checkpoint's table and summary are written there (``eval_<scenario>_<checkpoint>``)."""
+    from .training import complete_checkpoints
+
+    checkpoints = complete_checkpoints(run)
+    if not checkpoints:
+        raise ValueError(f"{run} holds no complete checkpoint (expected RUN/checkpoints/epoch_N/)")
+    tables = {}
+    for path in tqdm(checkpoints, desc=f"{Path(run).name}: checkpoints", unit="ckpt", disable=not progress):
+        tables[path.name] = evaluate(path, scenario, episodes, seed, device, laps=laps, progress=False)
+        if out is not None:
+            write_results(tables[path.name], out, f"eval_{scenario}_{path.name}")
+    summary = pd.DataFrame([{"checkpoint": name, **summarize(t)} for name, t in tables.items()])
+    summary["eligible"] = summary["car_collision_time_mean_s"] < max_collision_s
+    choice = select_checkpoint(tables, max_collision_s) if summary["eligible"].any() else None
+    summary["selected"] = summary["checkpoint"] == choice
+    return choice, summary
+
+
 def write_results(table: pd.DataFrame, out: str | os.PathLike, name: str) -> tuple[Path, Path]:
     """``name.csv`` (the table) and ``name.json`` (its summary) in ``out``."""
     out = Path(out)

@@ -111,3 +111,25 @@ def test_video_of_an_evaluation_race_shows_the_ego_view_beside_the_map(tmp_path)
     h, w = frames[0].shape[:2]
     assert (h, w) == (270, 480 + 270)  # ego view 270x480 beside a 270x270 map
     assert frames[0][:, :480].std() > 10 and frames[0][:, 480:].std() > 10  # both halves show something
+
+
+def test_select_races_every_checkpoint_of_a_run_and_applies_the_rule(tmp_path, capsys):
+    from gtvision import cli
+    from gtvision.evaluation import select_from_run
+
+    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=128, checkpoint_every=1,
+                             keep_checkpoints=2, env_kwargs={"num_opponents": 0, "max_time_s": 1.0}),
+                   tmp_path / "run", progress=False)
+    choice, summary = select_from_run(run, "tokyo", episodes=1, max_collision_s=1e9, laps=1, out=tmp_path / "sel",
+                                      progress=False)
+    assert list(summary["checkpoint"]) == ["epoch_000001", "epoch_000002"]
+    best = summary.loc[summary["margin_mean_m"].idxmax(), "checkpoint"]
+    assert choice == best and summary["selected"].sum() == 1
+    assert (tmp_path / "sel" / f"eval_tokyo_{best}.csv").exists()
+    # a threshold no checkpoint meets: nothing selected, and the command says so with exit code 1
+    humans = tmp_path / "humans.csv"
+    pd.DataFrame({"car_collision_time_s": [-1.0, -2.0]}).to_csv(humans, index=False)
+    assert cli.main(["select", str(run), "--episodes", "1", "--laps", "1", "--human-table", str(humans),
+                     "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "worst human car-collision time" in out and "-1.00 s" in out and "no checkpoint" in out
