@@ -4,7 +4,11 @@
 a 20-car race (6 physics ticks at 60 Hz, the BIAI driving the 19 opponents) in which the agent's car
 is rendered at 64x64, as a rollout worker needs it. The agent's car is the last of the grid, as in the
 paper's evaluation races (IV-C): its view is full of cars, the renderer's costliest case. The reference is gymnasium's ``CarRacing-v3``
-(box2d, one car, 96x96 frames), stepped in the same process just before.
+(box2d, one car, 96x96 frames), stepped in the same process just before. The races run in one
+process, or split over worker processes with the threads shared among them (``processes``; the CLI's
+default is one per core on CPU), as rollout workers run them: on a 2-core CPU two single-threaded
+workers do about twice the work of one process with two threads, whose small tensor operations gain
+little from a second thread. CarRacing-v3, one environment, uses one core either way.
 
 ``bench env``: the same agent-steps through ``gymnasium.make_vec`` (the native vector environment),
 so including what the environment adds to the simulator: the observation (proprioceptive features,
@@ -118,11 +122,11 @@ def sim_agent_steps_per_s(num_races: int, scenario: str = "tokyo", steps: int = 
                           compile: bool = False, processes: int = 1) -> dict:
     """Agent-steps/s of ``num_races`` parallel races (see the module docstring), and the split.
 
-    ``processes`` > 1 splits the races over that many worker processes (as rollout workers would run),
+    ``processes`` > 1 splits the races over that many worker processes (as rollout workers run them),
     each with an equal share of torch's threads; their timed steps start together and the rate is all
     their agent-steps over the slowest one's time. The split is the mean over the workers."""
-    if processes < 1 or num_races % processes:
-        raise ValueError(f"processes must be >= 1 and divide races; got processes={processes}, races={num_races}")
+    if not 1 <= processes <= num_races:
+        raise ValueError(f"processes must be in 1..races; got processes={processes}, races={num_races}")
     if processes == 1:
         total, t_sim, t_render = _timed_steps(num_races, scenario, steps, device, num_cars, image_size, seed, compile)
     else:
@@ -132,8 +136,9 @@ def sim_agent_steps_per_s(num_races: int, scenario: str = "tokyo", steps: int = 
         threads = max(1, torch.get_num_threads() // processes)
         with ctx.Manager() as manager:
             barrier, results = manager.Barrier(processes), manager.dict()
-            workers = [ctx.Process(target=_worker, args=(threads, barrier, (num_races // processes, scenario, steps,
-                                                                            device, num_cars, image_size, seed + i,
+            shares = [num_races // processes + (i < num_races % processes) for i in range(processes)]
+            workers = [ctx.Process(target=_worker, args=(threads, barrier, (shares[i], scenario, steps, device,
+                                                                            num_cars, image_size, seed + i,
                                                                             compile), results, i))
                        for i in range(processes)]
             for w in workers:

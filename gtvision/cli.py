@@ -182,6 +182,8 @@ def cmd_bench(args) -> int:
         args.races = [64, 256, 1024, 2048] if args.what == "sim" else [64, 256]
     if args.what == "sim":
         from .bench import bench_sim
+        if args.processes is None:
+            args.processes = (os.cpu_count() or 1) if args.device == "cpu" else 1
         rows = bench_sim(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
                          carracing_seconds=args.carracing_seconds, compile=args.compile, processes=args.processes)
         ref = rows[0]["carracing_steps_per_s"]
@@ -350,9 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="physics through torch.compile (warm-up about 30 s per number of races)")
     b.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: every core; 1 on a machine shared with other jobs)")
-    b.add_argument("--processes", type=int, default=1,
-                   help="sim: split the races over this many worker processes, the threads shared among them "
-                        "(as rollout workers run)")
+    b.add_argument("--processes", type=int, default=None,
+                   help="sim: split the races over this many worker processes, the threads shared among them, "
+                        "as rollout workers run them (default: one per core on CPU, 1 on CUDA)")
     b.set_defaults(func=cmd_bench)
     return p
 
