@@ -113,6 +113,10 @@ def cmd_evaluate(args) -> int:
         name += f"_opponents{args.opponents}"
     csv, _ = write_results(table, args.out, name)
     s = summarize(table)
+    if len(table) <= 20:  # a few races: the table itself
+        cols = ["episode", "place", "margin_m", "car_collision_time_s", "wall_time_s", "progress_m", "race_time_s",
+                "finished"] + [c for c in table.columns if c.startswith("lap_")]
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     if args.opponents == 0:  # a time trial: no margin or place to speak of
         laps = table.filter(like="lap_").to_numpy(float)
         best = f"{np.nanmin(laps):.2f} s" if laps.size and np.isfinite(laps).any() else "none"

@@ -42,8 +42,14 @@ def test_biai_in_the_agents_seat_races_from_the_back_and_the_table_is_consistent
     assert js.exists()
 
 
-def test_a_time_trial_has_no_opponents_and_bad_grids_are_refused():
-    table = evaluate("biai", "tokyo", episodes=1, seed=0, laps=1, progress=False, opponents=0)
+def test_a_time_trial_has_no_opponents_and_bad_grids_are_refused(tmp_path, capsys):
+    from gtvision import cli
+
+    assert cli.main(["evaluate", "--driver", "biai", "--episodes", "1", "--laps", "1", "--opponents", "0",
+                     "--threads", "1", "--quiet", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "lap_1_s" in out and "1 time trial(s)" in out and "laps done 1" in out  # the table, then the summary
+    table = pd.read_csv(tmp_path / "eval_tokyo_biai_opponents0.csv")
     assert table["finished"].all() and (table["place"] == 1).all()   # alone on the track: first
     assert (table["car_collision_time_s"] == 0).all() and 95 < table["lap_1_s"].iloc[0] < 115
     with pytest.raises(ValueError, match=r"opponents must be an int in 0..19, got 20"):
