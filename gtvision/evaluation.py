@@ -48,7 +48,6 @@ def _policy_from_checkpoint(path: Path, envs, device: str):
     """The deterministic actor of checkpoint ``path`` (``runs/X/checkpoints/epoch_N``) as act(obs, hidden)."""
     from .agent.qrsac import QRSACAgent
     from .agent.presets import Preset
-    from .training import RunConfig, apply_overrides, get_preset, keys_for_space
 
     path = Path(path)
     if (path / "checkpoints").exists():  # a run directory: its newest complete checkpoint
@@ -61,14 +60,8 @@ def _policy_from_checkpoint(path: Path, envs, device: str):
     if not (path / "trainer.pt").exists() or not (run_dir / "config.json").exists():
         raise ValueError(f"{path} is not a checkpoint of a gtvision run (expected RUN/checkpoints/epoch_N/trainer.pt "
                          f"and RUN/config.json)")
-    saved = json.loads((run_dir / "config.json").read_text())
-    if "preset" in saved:  # the networks the run trained, even if the named preset changed since
-        preset = Preset.from_dict(saved["preset"])
-    else:
-        run = saved["run"]
-        cfg = RunConfig(**{k: v for k, v in run.items() if k in RunConfig.__dataclass_fields__})
-        preset = keys_for_space(apply_overrides(get_preset(cfg.preset, cfg.variant), cfg.overrides),
-                                envs.single_observation_space)
+    # the networks the run trained (its resolved preset), even if the named preset changed since
+    preset = Preset.from_dict(json.loads((run_dir / "config.json").read_text())["preset"])
     agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
                        burn_in=preset.replay.burn_in, acting_only=True)
     state = torch.load(path / "trainer.pt", weights_only=False, map_location=device)

@@ -199,7 +199,11 @@ class Track:
         i0 = torch.floor(u).long().clamp_(0, n - 1)
         i1 = torch.remainder(i0 + 1, n)
         w = (u - i0).clamp(0.0, 1.0)
-        return tuple(take(a, i0) + (take(a, i1) - take(a, i0)) * w for a in fields)
+        out = []
+        for a in fields:
+            a0 = take(a, i0)
+            out.append(a0 + (take(a, i1) - a0) * w)
+        return tuple(out)
 
     def project(self, x: torch.Tensor, y: torch.Tensor, hint: torch.Tensor, window: int = 6):
         """Project world points onto the centerline, searching ``hint +- window`` stations.
