@@ -102,13 +102,13 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from .env.episodes import MAX_OPPONENTS
-    from .evaluation import evaluate, summarize, write_results
+    from .evaluation import evaluate, results_name, summarize, write_results
 
     _threads(args.threads)
     driver = args.checkpoint or args.driver
     table = evaluate(driver, args.scenario, args.episodes, args.seed, args.device, laps=args.laps,
                      progress=not args.quiet, opponents=args.opponents)
-    name = f"eval_{args.scenario}_{'biai' if args.checkpoint is None else Path(args.checkpoint).name}"
+    name = results_name(driver, args.scenario)
     if args.opponents is not None and args.opponents != MAX_OPPONENTS:
         name += f"_opponents{args.opponents}"
     csv, _ = write_results(table, args.out, name)

@@ -5,7 +5,8 @@ An episode is a 4-lap race from the back of a 20-car grid against 19 BIAI cars, 
 The driver in the agent's seat is the BIAI itself (the baseline of IV-C) or a trained checkpoint's
 actor (deterministic: the Gaussian's mean).
 
-Per episode (one row of the results table):
+Per episode (one row of the results table; ``driver``, ``variant`` (:func:`driver_variant`) and ``scenario``
+come first):
 
 ======================  ===================================================================================
 column                  meaning
@@ -19,6 +20,7 @@ column                  meaning
 ``lap_1_s`` ..          each completed lap (timed line to line; the first from the rolling crossing of the line)
 ``finished``            the agent completed the race (else the time cap or the stuck rule ended it)
 ``race_time_s``         race time when the episode ended
+``progress_m``          course distance the agent covered
 ======================  ===================================================================================
 
 :func:`select_checkpoint` is the rule of IV-D: the best mean winning margin among the checkpoints whose
@@ -44,11 +46,9 @@ DRIVERS = ("biai",)
 """Built-in drivers for the agent's seat (besides checkpoints)."""
 
 
-def _policy_from_checkpoint(path: Path, envs, device: str):
-    """The deterministic actor of checkpoint ``path`` (``runs/X/checkpoints/epoch_N``) as act(obs, hidden)."""
-    from .agent.qrsac import QRSACAgent
-    from .agent.presets import Preset
-
+def _resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(checkpoint directory, run directory) of ``path``: a checkpoint (``RUN/checkpoints/epoch_N``) or a run
+    directory (its newest complete checkpoint)."""
     path = Path(path)
     if (path / "checkpoints").exists():  # a run directory: its newest complete checkpoint
         from .training import complete_checkpoints
@@ -60,8 +60,43 @@ def _policy_from_checkpoint(path: Path, envs, device: str):
     if not (path / "trainer.pt").exists() or not (run_dir / "config.json").exists():
         raise ValueError(f"{path} is not a checkpoint of a gtvision run (expected RUN/checkpoints/epoch_N/trainer.pt "
                          f"and RUN/config.json)")
-    # the networks the run trained (its resolved preset), even if the named preset changed since
-    preset = Preset.from_dict(json.loads((run_dir / "config.json").read_text())["preset"])
+    return path, run_dir
+
+
+def _checkpoint_preset(run_dir: Path):
+    """The resolved preset a run trained with (its ``config.json``), even if the named preset changed since."""
+    from .agent.presets import Preset
+    return Preset.from_dict(json.loads((run_dir / "config.json").read_text())["preset"])
+
+
+def driver_variant(driver: str | os.PathLike) -> str:
+    """What drives: a built-in driver's name, or the variant (``gtvision.agent.config.VARIANTS``) a checkpoint
+    was trained as."""
+    if str(driver) in DRIVERS:
+        return str(driver)
+    return _checkpoint_preset(_resolve_checkpoint(driver)[1]).variant
+
+
+def results_name(driver: str | os.PathLike, scenario: str) -> str:
+    """``eval_<scenario>_<who>``: ``biai``, a run's name, or ``<run>_<epoch_N>`` for one of its checkpoints (so
+    the checkpoints of different runs do not share a name)."""
+    path = Path(driver)
+    if str(driver) in DRIVERS:
+        who = str(driver)
+    elif path.parent.name == "checkpoints":
+        who = f"{path.parent.parent.name}_{path.name}"
+    else:
+        who = path.name
+    return f"eval_{scenario}_{who}"
+
+
+def _policy_from_checkpoint(path: Path, envs, device: str):
+    """The deterministic actor of checkpoint ``path`` (``runs/X/checkpoints/epoch_N``, or a run: its newest)
+    as act(obs, hidden)."""
+    from .agent.qrsac import QRSACAgent
+
+    path, run_dir = _resolve_checkpoint(path)
+    preset = _checkpoint_preset(run_dir)
     agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
                        burn_in=preset.replay.burn_in, acting_only=True)
     state = torch.load(path / "trainer.pt", weights_only=False, map_location=device)
@@ -137,7 +172,8 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
         raise RuntimeError(f"{int(active.sum())} race(s) did not end within {max_steps} steps")
     table = pd.DataFrame(rows)
     table.insert(0, "driver", str(driver))
-    table.insert(1, "scenario", scenario)
+    table.insert(1, "variant", driver_variant(driver))
+    table.insert(2, "scenario", scenario)
     return table
 
 
@@ -170,7 +206,7 @@ def select_from_run(run: str | os.PathLike, scenario: str = "tokyo", episodes: i
     """Paper IV-D over a training run: race every complete checkpoint of ``run`` (``episodes`` races each,
     the same seeds for all) and pick by :func:`select_checkpoint`. Returns the chosen checkpoint's name
     (None when none is under the threshold) and one summary row per checkpoint; with ``out``, each
-    checkpoint's table and summary are written there (``eval_<scenario>_<checkpoint>``)."""
+    checkpoint's table and summary are written there (``eval_<scenario>_<run>_<checkpoint>``)."""
     from .training import complete_checkpoints
 
     checkpoints = complete_checkpoints(run)
@@ -180,7 +216,7 @@ def select_from_run(run: str | os.PathLike, scenario: str = "tokyo", episodes: i
     for path in tqdm(checkpoints, desc=f"{Path(run).name}: checkpoints", unit="ckpt", disable=not progress):
         tables[path.name] = evaluate(path, scenario, episodes, seed, device, laps=laps, progress=False)
         if out is not None:
-            write_results(tables[path.name], out, f"eval_{scenario}_{path.name}")
+            write_results(tables[path.name], out, results_name(path, scenario))
     summary = pd.DataFrame([{"checkpoint": name, **summarize(t)} for name, t in tables.items()])
     summary["eligible"] = summary["car_collision_time_mean_s"] < max_collision_s
     choice = select_checkpoint(tables, max_collision_s) if summary["eligible"].any() else None

@@ -1,7 +1,8 @@
 """The paper's figures from evaluation tables (``gtvision.evaluation``), as PNG and PDF.
 
 Each function takes tables with the columns of :func:`gtvision.evaluation.evaluate` (``margin_m``,
-``car_collision_time_s``, ``place``, ...) and a ``driver`` column naming who drove, and writes
+``car_collision_time_s``, ``place``, ...) with a ``driver`` column naming who drove (and, for Figure 6,
+the ``variant`` column naming the ablation), and writes
 ``<out>/<name>.png`` and ``.pdf``; it returns the matplotlib figure.
 
 ==========  =============================================================================================
@@ -10,7 +11,8 @@ figure      what (paper)
 Figure 1    winning-margin histograms of the agent and its baselines on one scenario (Fig. 1, bottom)
 Figure 4    per scenario, the races' collision time against winning margin, with the contour of each
             driver's bivariate KDE that holds 50% of its races (Fig. 4)
-Figure 6    final places of the agent and its ablations, box plots per scenario (Fig. 6)
+Figure 6    final places of the agent and its ablations on one scenario, box plots in the paper's three
+            panels: asymmetric architecture, recurrent module, regularization (Fig. 6)
 ==========  =============================================================================================
 
 Figure 5 (``figure_5``): a recorded race segment, three rows: the top-down trajectories of the agent
@@ -28,7 +30,7 @@ import pandas as pd
 import seaborn as sns
 
 REQUIRED = {"figure_1": ("driver", "margin_m"), "figure_4": ("driver", "scenario", "margin_m", "car_collision_time_s"),
-            "figure_6": ("driver", "scenario", "place")}
+            "figure_6": ("variant", "scenario", "place")}
 
 
 def _check(table: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -111,16 +113,52 @@ def _half_mass_contour(ax, x: np.ndarray, y: np.ndarray, colour):
     ax.contour(gx * x.std() + x.mean(), gy * y.std() + y.mean(), z, levels=[level], colors=[colour])
 
 
-def figure_6(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_6"):
-    """Box plots of the final place of each driver (the agent and its ablations), one panel per scenario."""
+FIGURE_6_PANELS = {
+    "asymmetric architecture": ("asymmetric", "symmetric_critic"),
+    "recurrent module": ("asymmetric", "zero_hidden", "hidden_128", "no_rnn"),
+    "regularization": ("asymmetric", "no_aug", "no_reset"),
+}
+"""Paper Fig. 6's panels, left to right, and the variants (``gtvision.agent.config.VARIANTS``) each compares."""
+
+VARIANT_LABELS = {"asymmetric": "agent", "symmetric_critic": "symmetric\ncritic", "zero_hidden": "zero hidden\ninit",
+                  "hidden_128": "hidden 128", "no_rnn": "no RNN", "no_aug": "no image\naugmentation",
+                  "no_reset": "no network\nreset", "gt_sophy": "GT Sophy\nbaseline", "biai": "BIAI"}
+
+_METRIC_AXES = {"place": dict(ylabel="final place", ylim=(20.5, 0.5), yticks=[1, 5, 10, 15, 20]),
+                "margin_m": dict(ylabel="winning margin (m)")}
+
+
+def figure_6(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_6", scenario: str = "tokyo",
+             metric: str = "place", panels: dict[str, tuple[str, ...]] = FIGURE_6_PANELS):
+    """Paper Fig. 6: box plots of ``metric`` (the final place; or ``margin_m``) of the agent and its ablations on
+    ``scenario``, one panel per group of :data:`FIGURE_6_PANELS`. Races are matched to panels by their
+    ``variant`` column (``gtvision evaluate`` writes it); variants in no panel are left out."""
     table = _check(table, "figure_6")
-    scenarios = _scenarios(table)
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.8 * len(scenarios), 3.8), squeeze=False)
-    for ax, sc in zip(axes[0], scenarios):
-        part = table[table["scenario"] == sc]
-        sns.boxplot(part, x="driver", y="place", ax=ax, color="0.85")
-        ax.set(xlabel="", ylabel="final place", title=sc, ylim=(20.5, 0.5), yticks=[1, 5, 10, 15, 20])
-        ax.tick_params(axis="x", rotation=30)
+    if metric not in _METRIC_AXES:
+        raise ValueError(f"figure_6: unknown metric {metric!r}; valid: {', '.join(_METRIC_AXES)}")
+    part = table[table["scenario"] == scenario]
+    if part.empty:
+        raise ValueError(f"figure_6: no races on {scenario!r}; the table has {sorted(set(table['scenario']))}")
+    wanted = {v for variants in panels.values() for v in variants}
+    present = set(part["variant"])
+    if not wanted & present:
+        raise ValueError(f"figure_6: none of the panels' variants {sorted(wanted)} raced on {scenario!r}; "
+                         f"the table has {sorted(present)}")
+    widths = [max(2, sum(v in present for v in variants)) for variants in panels.values()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.3 * sum(widths) + 1.5, 3.8), squeeze=False,
+                             gridspec_kw={"width_ratios": widths}, sharey=True)
+    for ax, (title, variants) in zip(axes[0], panels.items()):
+        order = [v for v in variants if v in present]
+        rows = part[part["variant"].isin(order)]
+        if order:
+            sns.boxplot(rows, x="variant", y=metric, order=order, ax=ax, color="0.85", width=0.6)
+            ax.set_xticks(range(len(order)), [VARIANT_LABELS.get(v, v) for v in order], fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not raced", ha="center", va="center", transform=ax.transAxes, color="0.4")
+            ax.set_xticks([])
+        ax.set(xlabel="", ylabel="", title=title, **{k: v for k, v in _METRIC_AXES[metric].items() if k != "ylabel"})
+    axes[0, 0].set_ylabel(_METRIC_AXES[metric]["ylabel"])
+    fig.suptitle(f"ablations, {scenario}", fontsize=10)
     fig.tight_layout()
     _save(fig, out, name)
     return fig

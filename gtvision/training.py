@@ -304,6 +304,14 @@ def apply_overrides(preset: Preset, overrides: dict) -> Preset:
     """``preset`` with ``{"section.field": value}`` changed; unknown sections or fields raise, naming the
     valid ones."""
     sections = {"agent": preset.agent, "replay": preset.replay, "train": preset.train}
+    if preset.variant != "asymmetric" and overrides:  # the fields a variant sets are what it ablates
+        base = get_preset(preset.name, "asymmetric")
+        ablated = {f"{name}.{f.name}": getattr(section, f.name) for name, section in sections.items()
+                   for f in dataclasses.fields(section) if getattr(section, f.name) != getattr(getattr(base, name), f.name)}
+        clash = [f"{key}={ablated[key]!r}" for key in overrides if key in ablated]
+        if clash:
+            raise ValueError(f"variant {preset.variant!r} sets {', '.join(clash)}; overriding it would undo the "
+                             "ablation")
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         if section not in sections:

@@ -32,7 +32,7 @@ def test_winning_margin_and_place_on_a_scripted_race():
 
 def test_biai_in_the_agents_seat_races_from_the_back_and_the_table_is_consistent(tmp_path):
     table = evaluate("biai", "tokyo", episodes=2, seed=0, laps=1, progress=False)
-    assert list(table["episode"]) == [0, 1] and table["finished"].all()
+    assert list(table["episode"]) == [0, 1] and table["finished"].all() and set(table["variant"]) == {"biai"}
     assert table["place"].between(1, 20).all()
     assert ((table["place"] == 1) == (table["margin_m"] > 0)).all()   # winning <=> a positive margin
     assert (table["lap_1_s"] < table["race_time_s"]).all() and (table["lap_1_s"] > 90).all()
@@ -131,7 +131,8 @@ def test_select_races_every_checkpoint_of_a_run_and_applies_the_rule(tmp_path, c
     assert list(summary["checkpoint"]) == ["epoch_000001", "epoch_000002"]
     best = summary.loc[summary["margin_mean_m"].idxmax(), "checkpoint"]
     assert choice == best and summary["selected"].sum() == 1
-    assert (tmp_path / "sel" / f"eval_tokyo_{best}.csv").exists()
+    table = pd.read_csv(tmp_path / "sel" / f"eval_tokyo_run_{best}.csv")  # named by run and checkpoint
+    assert set(table["variant"]) == {"asymmetric"}
     # a threshold no checkpoint meets: nothing selected, and the command says so with exit code 1
     humans = tmp_path / "humans.csv"
     pd.DataFrame({"car_collision_time_s": [-1.0, -2.0]}).to_csv(humans, index=False)

@@ -11,9 +11,10 @@ def results():
     rng = np.random.default_rng(0)
     rows = []
     for scenario in ("tokyo", "spa", "sarthe"):
-        for driver, shift in (("agent", 80.0), ("biai", -300.0), ("no_rnn", -50.0)):
+        for driver, shift in (("asymmetric", 80.0), ("biai", -300.0), ("no_rnn", -50.0), ("no_aug", 10.0)):
             margin = rng.normal(shift, 60.0, 40)
-            rows.append(pd.DataFrame({"scenario": scenario, "driver": driver, "margin_m": margin,
+            rows.append(pd.DataFrame({"scenario": scenario, "driver": f"runs/{driver}", "variant": driver,
+                                      "margin_m": margin,
                                       "car_collision_time_s": rng.gamma(2.0, 0.8, 40),
                                       "place": np.where(margin > 0, 1, rng.integers(2, 21, 40))}))
     return pd.concat(rows, ignore_index=True)
@@ -27,9 +28,25 @@ def test_figure_functions_write_png_and_pdf(results, tmp_path, name):
         path = tmp_path / f"{name}.{ext}"
         assert path.exists() and path.stat().st_size > 1000, path
     if name != "figure_1":
-        assert len(fig.axes) >= 3  # one panel per scenario
+        assert len(fig.axes) == 3  # figure 4: a panel per scenario; figure 6: the paper's three groups
+    needed = "variant" if name == "figure_6" else "driver"
     with pytest.raises(ValueError, match="lacks columns"):
-        getattr(figures, name)(table.drop(columns=["driver"]), tmp_path)
+        getattr(figures, name)(table.drop(columns=[needed]), tmp_path)
+
+
+def test_figure_6_puts_each_ablation_in_its_paper_panel_and_refuses_what_it_cannot_draw(results, tmp_path):
+    fig = figures.figure_6(results, tmp_path, metric="margin_m", name="margins")
+    labels = [[t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes]
+    # left: the agent only (no symmetric critic raced); middle: the agent and no RNN; right: agent, no augmentation
+    assert labels == [["agent"], ["agent", "no RNN"], ["agent", "no image\naugmentation"]]
+    assert (tmp_path / "margins.png").exists()
+    with pytest.raises(ValueError, match="unknown metric 'speed'; valid: place, margin_m"):
+        figures.figure_6(results, tmp_path, metric="speed")
+    with pytest.raises(ValueError, match="no races on 'monza'"):
+        figures.figure_6(results, tmp_path, scenario="monza")
+    with pytest.raises(ValueError, match="none of the panels' variants"):
+        figures.figure_6(results[results["variant"] == "biai"], tmp_path)
+
 
 
 def test_figure_5_writes_trajectories_attributions_and_frame_shares(tmp_path):

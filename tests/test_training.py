@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from gtvision.agent.loop import _EpisodeStats
-from gtvision.training import RunConfig, complete_checkpoints, read_metrics, train
+from gtvision.agent.presets import get_preset
+from gtvision.training import RunConfig, apply_overrides, complete_checkpoints, read_metrics, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,6 +103,15 @@ def test_bad_names_raise_naming_the_valid_ones(tmp_path, field, value, valid):
         train(RunConfig(**{field: value}), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
+
+
+def test_an_override_may_not_undo_the_variant_it_is_applied_to(tmp_path):
+    """A short ablation schedule sets train.reset_epoch; for ``no_reset`` that would silently bring the reset back."""
+    config = RunConfig(variant="no_reset", overrides={"train.reset_epoch": 125})
+    with pytest.raises(ValueError, match=r"variant 'no_reset' sets train.reset_epoch=None; overriding it would undo"):
+        train(config, tmp_path / "run", progress=False)
+    assert apply_overrides(get_preset("cpu", "hidden_128"), {"train.reset_epoch": 125}).train.reset_epoch == 125
+    assert apply_overrides(get_preset("cpu", "no_reset"), {"train.epochs": 200}).train.reset_epoch is None
 
 # ---------------------------------------------------------------------------- checkpoints and resume
 
