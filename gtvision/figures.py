@@ -124,8 +124,8 @@ VARIANT_LABELS = {"asymmetric": "agent", "symmetric_critic": "symmetric\ncritic"
                   "hidden_128": "hidden 128", "no_rnn": "no RNN", "no_aug": "no image\naugmentation",
                   "no_reset": "no network\nreset", "gt_sophy": "GT Sophy\nbaseline", "biai": "BIAI"}
 
-_METRIC_AXES = {"place": dict(ylabel="final place", ylim=(20.5, 0.5), yticks=[1, 5, 10, 15, 20]),
-                "margin_m": dict(ylabel="winning margin (m)")}
+_METRIC_AXES = {"place": {"ylabel": "final place", "ylim": (20.5, 0.5), "yticks": [1, 5, 10, 15, 20]},
+                "margin_m": {"ylabel": "winning margin (m)"}}
 
 
 def figure_6(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_6", scenario: str = "tokyo",
