@@ -12,7 +12,8 @@ come first):
 column                  meaning
 ======================  ===================================================================================
 ``margin_m``            winning margin (IV-C): the agent's course progress minus the best opponent's when
-                        the agent's race ends; positive = the lead over the second car, negative = the deficit
+                        the agent finishes; positive = the lead over the second car, negative = the deficit.
+                        Unfinished races: the deficit to the winner when the winner finished (:func:`race_margin`)
 ``car_collision_time_s`` time in contact with other cars (IV-C)
 ``place``               final place, 1..20
 ``wall_time_s``         time in contact with a barrier
@@ -143,6 +144,8 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
     laps_seen = np.zeros(episodes, np.int64)
     lap_times: list[list[float]] = [[] for _ in range(episodes)]
     rows: list[dict | None] = [None] * episodes
+    race_m = laps * float(batch.track.length_m)
+    at_winner = np.full(episodes, np.nan)  # the agent's progress when the leading opponent completed the race
     max_steps = int(math.ceil(batch.time_limit_s * 10)) + 10
     bar = tqdm(total=max_steps, desc=f"{scenario}: {episodes} race(s)", unit="step", disable=not progress)
     for _ in range(max_steps):
@@ -154,8 +157,13 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
         for i in np.flatnonzero(active & (info["laps_done"] > laps_seen)):
             lap_times[i].append(float(info["last_lap_time_s"][i]))
             laps_seen[i] = info["laps_done"][i]
+        leader = info["progress_m"] - info["margin_m"]
+        won = active & np.isnan(at_winner) & (info["num_opponents"] > 0) & (leader >= race_m)
+        at_winner[won] = info["progress_m"][won]
+        margin = race_margin(info["margin_m"], info["progress_m"], info["finished"], info["num_opponents"],
+                             at_winner, race_m)
         for i in np.flatnonzero(active & (terminated | truncated)):
-            rows[i] = {"episode": int(i), "margin_m": float(info["margin_m"][i]),
+            rows[i] = {"episode": int(i), "margin_m": float(margin[i]),
                        "car_collision_time_s": float(info["car_contact_time_s"][i]), "place": int(info["place"][i]),
                        "wall_time_s": float(info["wall_time_s"][i]),
                        "off_course_time_s": float(info["off_course_time_s"][i]),
@@ -175,6 +183,23 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
     table.insert(1, "variant", driver_variant(driver))
     table.insert(2, "scenario", scenario)
     return table
+
+
+def race_margin(margin_m: np.ndarray, progress_m: np.ndarray, finished: np.ndarray, num_opponents: np.ndarray,
+                at_winner_m: np.ndarray, race_m: float) -> np.ndarray:
+    """The winning margin (m) of races as they end, per race: the environment's margin (the agent's progress minus
+    the best opponent's) for a finished race or one without opponents; for a race the agent does not finish,
+    its deficit to the winner when the winner completed the race (``at_winner_m``, the agent's progress then;
+    NaN when no opponent has finished yet: its progress now), i.e. its progress then minus ``race_m``.
+
+    Paper: IV-C measures the margin when the agent completes the four laps; its agents always did. A car that
+    stops (the stuck rule) or is cut by the time cap has no such moment. Measured when its race ends instead, a
+    car stuck at the start trails a leader only a few hundred metres up the road and would score better than
+    one that drives four slow laps, and the best-margin rule of IV-D would pick it. Measured at the winner's
+    finish (as timing a retired car), a car that stops is never better than one that finishes behind."""
+    dnf = ~np.asarray(finished, bool) & (np.asarray(num_opponents) > 0)
+    at = np.where(np.isnan(at_winner_m), progress_m, at_winner_m)
+    return np.where(dnf, np.minimum(at, race_m) - race_m, margin_m)
 
 
 def summarize(table: pd.DataFrame) -> dict:

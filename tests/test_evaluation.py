@@ -9,7 +9,7 @@ import torch
 
 import gymnasium as gym
 from gtvision.env import ENV_IDS
-from gtvision.evaluation import evaluate, select_checkpoint, summarize, write_results
+from gtvision.evaluation import evaluate, race_margin, select_checkpoint, summarize, write_results
 from gtvision.training import RunConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,6 +29,19 @@ def test_winning_margin_and_place_on_a_scripted_race():
     np.testing.assert_array_equal(info["place"], [1, 3])
     envs.close()
 
+
+
+def test_an_unfinished_race_is_scored_by_its_deficit_when_the_winner_finished():
+    """Four races of 1,000 m: a finisher 80 m behind the leader keeps the environment's margin; a car stuck at
+    300 m before anyone finished trails by 700 m (not the 40 m gap to the leader when it stopped); a car cut by
+    the time cap trails by what it lacked when the winner finished; a time trial (no opponents) keeps 0."""
+    margin = race_margin(margin_m=np.array([-80.0, -40.0, -1500.0, 0.0]),
+                         progress_m=np.array([1000.0, 300.0, 900.0, 700.0]),
+                         finished=np.array([True, False, False, False]), num_opponents=np.array([19, 19, 19, 0]),
+                         at_winner_m=np.array([930.0, np.nan, 850.0, np.nan]), race_m=1000.0)
+    np.testing.assert_allclose(margin, [-80.0, -700.0, -150.0, 0.0])
+    # a car that stops early is never scored above one that finishes behind: the rule of IV-D cannot pick it
+    assert margin[1] < margin[0]
 
 def test_biai_in_the_agents_seat_races_from_the_back_and_the_table_is_consistent(tmp_path):
     table = evaluate("biai", "tokyo", episodes=2, seed=0, laps=1, progress=False)
