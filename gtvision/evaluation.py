@@ -15,7 +15,7 @@ column                  meaning
                         the agent finishes; positive = the lead over the second car, negative = the deficit.
                         Unfinished races: the deficit to the winner when the winner finished (:func:`race_margin`)
 ``car_collision_time_s`` time in contact with other cars (IV-C)
-``place``               final place, 1..20
+``place``               final place, 1..20; last for a race the agent did not finish (:func:`race_place`)
 ``wall_time_s``         time in contact with a barrier
 ``off_course_time_s``   time with at least three tyres outside the track limits
 ``lap_1_s`` ..          each completed lap (timed line to line; the first from the rolling crossing of the line)
@@ -162,9 +162,10 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
         at_winner[won] = info["progress_m"][won]
         margin = race_margin(info["margin_m"], info["progress_m"], info["finished"], info["num_opponents"],
                              at_winner, race_m)
+        place = race_place(info["place"], info["finished"], info["num_opponents"])
         for i in np.flatnonzero(active & (terminated | truncated)):
             rows[i] = {"episode": int(i), "margin_m": float(margin[i]),
-                       "car_collision_time_s": float(info["car_contact_time_s"][i]), "place": int(info["place"][i]),
+                       "car_collision_time_s": float(info["car_contact_time_s"][i]), "place": int(place[i]),
                        "wall_time_s": float(info["wall_time_s"][i]),
                        "off_course_time_s": float(info["off_course_time_s"][i]),
                        "finished": bool(info["finished"][i]), "race_time_s": float(info["time_s"][i]),
@@ -200,6 +201,14 @@ def race_margin(margin_m: np.ndarray, progress_m: np.ndarray, finished: np.ndarr
     dnf = ~np.asarray(finished, bool) & (np.asarray(num_opponents) > 0)
     at = np.where(np.isnan(at_winner_m), progress_m, at_winner_m)
     return np.where(dnf, np.minimum(at, race_m) - race_m, margin_m)
+
+
+def race_place(place: np.ndarray, finished: np.ndarray, num_opponents: np.ndarray) -> np.ndarray:
+    """The final place of races as they end: the environment's place (finishers by finish time, then the others
+    by progress) for a finished race; last (``1 + num_opponents``) for a race the agent did not finish, as a
+    retired car is classified behind the cars still running. (Else a car stuck mid-pack would keep the places
+    of the cars behind it, which would have passed it.)"""
+    return np.where(np.asarray(finished, bool), place, 1 + np.asarray(num_opponents))
 
 
 def summarize(table: pd.DataFrame) -> dict:

@@ -9,7 +9,7 @@ import torch
 
 import gymnasium as gym
 from gtvision.env import ENV_IDS
-from gtvision.evaluation import evaluate, race_margin, select_checkpoint, summarize, write_results
+from gtvision.evaluation import evaluate, race_margin, race_place, select_checkpoint, summarize, write_results
 from gtvision.training import RunConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,6 +42,11 @@ def test_an_unfinished_race_is_scored_by_its_deficit_when_the_winner_finished():
     np.testing.assert_allclose(margin, [-80.0, -700.0, -150.0, 0.0])
     # a car that stops early is never scored above one that finishes behind: the rule of IV-D cannot pick it
     assert margin[1] < margin[0]
+
+
+def test_a_car_that_does_not_finish_is_classified_last():
+    place = race_place(np.array([3, 7, 1]), finished=np.array([True, False, False]), num_opponents=np.array([19, 19, 0]))
+    np.testing.assert_array_equal(place, [3, 20, 1])  # a finisher keeps its place; stuck 7th -> 20th; alone: 1st
 
 def test_biai_in_the_agents_seat_races_from_the_back_and_the_table_is_consistent(tmp_path):
     table = evaluate("biai", "tokyo", episodes=2, seed=0, laps=1, progress=False)
