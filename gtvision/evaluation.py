@@ -160,10 +160,12 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
         leader = info["progress_m"] - info["margin_m"]
         won = active & np.isnan(at_winner) & (info["num_opponents"] > 0) & (leader >= race_m)
         at_winner[won] = info["progress_m"][won]
-        margin = race_margin(info["margin_m"], info["progress_m"], info["finished"], info["num_opponents"],
-                             at_winner, race_m)
-        place = race_place(info["place"], info["finished"], info["num_opponents"])
-        for i in np.flatnonzero(active & (terminated | truncated)):
+        ended = np.flatnonzero(active & (terminated | truncated))
+        if ended.size:
+            margin = race_margin(info["margin_m"], info["progress_m"], info["finished"], info["num_opponents"],
+                                 at_winner, race_m)
+            place = race_place(info["place"], info["finished"], info["num_opponents"])
+        for i in ended:
             rows[i] = {"episode": int(i), "margin_m": float(margin[i]),
                        "car_collision_time_s": float(info["car_contact_time_s"][i]), "place": int(place[i]),
                        "wall_time_s": float(info["wall_time_s"][i]),

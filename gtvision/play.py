@@ -79,7 +79,8 @@ def play(scenario: str = "tokyo", name: str = "player", laps: int = 4, seed: int
     finally:
         pygame.quit()
         env.close()
-    row = pd.DataFrame([{"driver": f"human:{name}", "variant": "human", "scenario": scenario, "episode": 0, "margin_m": info["margin_m"],
+    row = pd.DataFrame([{"driver": f"human:{name}", "variant": "human", "scenario": scenario, "episode": 0,
+                         "margin_m": info["margin_m"],
                          "car_collision_time_s": info["car_contact_time_s"], "place": int(info["place"]),
                          "wall_time_s": info["wall_time_s"], "off_course_time_s": info["off_course_time_s"],
                          "finished": bool(info["finished"]), "race_time_s": info["time_s"],

@@ -30,7 +30,6 @@ def test_winning_margin_and_place_on_a_scripted_race():
     envs.close()
 
 
-
 def test_an_unfinished_race_is_scored_by_its_deficit_when_the_winner_finished():
     """Four races of 1,000 m: a finisher 80 m behind the leader keeps the environment's margin; a car stuck at
     300 m before anyone finished trails by 700 m (not the 40 m gap to the leader when it stopped); a car cut by
@@ -47,6 +46,7 @@ def test_an_unfinished_race_is_scored_by_its_deficit_when_the_winner_finished():
 def test_a_car_that_does_not_finish_is_classified_last():
     place = race_place(np.array([3, 7, 1]), finished=np.array([True, False, False]), num_opponents=np.array([19, 19, 0]))
     np.testing.assert_array_equal(place, [3, 20, 1])  # a finisher keeps its place; stuck 7th -> 20th; alone: 1st
+
 
 def test_biai_in_the_agents_seat_races_from_the_back_and_the_table_is_consistent(tmp_path):
     table = evaluate("biai", "tokyo", episodes=2, seed=0, laps=1, progress=False)

@@ -48,7 +48,6 @@ def test_figure_6_puts_each_ablation_in_its_paper_panel_and_refuses_what_it_cann
         figures.figure_6(results[results["variant"] == "biai"], tmp_path)
 
 
-
 def test_figure_5_writes_trajectories_attributions_and_frame_shares(tmp_path):
     from gtvision.sim.circuits import load_track
 

@@ -104,7 +104,6 @@ def test_bad_names_raise_naming_the_valid_ones(tmp_path, field, value, valid):
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-
 def test_an_override_may_not_undo_the_variant_it_is_applied_to(tmp_path):
     """A short ablation schedule sets train.reset_epoch; for ``no_reset`` that would silently bring the reset back."""
     config = RunConfig(variant="no_reset", overrides={"train.reset_epoch": 125})
@@ -112,6 +111,7 @@ def test_an_override_may_not_undo_the_variant_it_is_applied_to(tmp_path):
         train(config, tmp_path / "run", progress=False)
     assert apply_overrides(get_preset("cpu", "hidden_128"), {"train.reset_epoch": 125}).train.reset_epoch == 125
     assert apply_overrides(get_preset("cpu", "no_reset"), {"train.epochs": 200}).train.reset_epoch is None
+
 
 # ---------------------------------------------------------------------------- checkpoints and resume
 
