@@ -18,6 +18,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .agent.rollout import Rollout
+from .sim.core import CONTROL_HZ
+
 ACTIONS = {"steer": 0, "throttle": 1}
 """Action components by name (paper III-B: delta steering, combined throttle/brake)."""
 
@@ -127,12 +130,12 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
     """
     import numpy as np
 
-    from .evaluation import _race_envs
+    from .evaluation import race_envs
 
     if snapshots < 1 or history < 1 or interval_s <= 0:
         raise ValueError(f"snapshots and history must be >= 1 and interval_s > 0, got {snapshots}, {history}, "
                          f"{interval_s}")
-    envs, policy = _race_envs(driver, scenario, 1, 1, device, max_time_s=max_time_s)
+    envs, policy = race_envs(driver, scenario, 1, 1, device, max_time_s=max_time_s)
     explained = agent if agent is not None else policy
     if explained is None:
         envs.close()
@@ -141,27 +144,23 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
     if "image" not in keys:
         envs.close()
         raise ValueError(f"the actor sees {', '.join(keys)}: no image to attribute (the GT Sophy baseline?)")
-    obs, _ = envs.reset(seed=seed)
+    rollout = Rollout(envs, policy, seed=seed, eval_mode=True)
     batch = envs.unwrapped.batch
-    hidden = explained.initial_hidden(1)
-    drive_hidden = policy.initial_hidden(1) if policy is not None and policy is not explained else None
+    hidden = explained.initial_hidden(1)  # the explained actor's state, when it rides along
     seen: dict[str, list] = {k: [] for k in keys}
     hiddens, xy = [], []
-    stride = max(1, round(interval_s * 10))
-    for _ in range(int(math.ceil(batch.time_limit_s * 10))):
+    stride = max(1, round(interval_s * CONTROL_HZ))
+    for _ in range(int(math.ceil(batch.time_limit_s * CONTROL_HZ))):
         for k in keys:
-            seen[k].append(np.asarray(obs[k][0]))
-        hiddens.append(hidden)
-        xy.append(np.stack([batch.state.x[0].cpu().numpy(), batch.state.y[0].cpu().numpy()], -1))
-        mine, hidden = explained.act(obs, hidden, eval_mode=True)
-        if policy is None:
-            drive = batch.biai_actions().cpu().numpy()
-        elif policy is explained:
-            drive = mine
+            seen[k].append(np.asarray(rollout.obs[k][0]))
+        if explained is policy:
+            hiddens.append(rollout.hidden)
         else:
-            drive, drive_hidden = policy.act(obs, drive_hidden, eval_mode=True)
-        obs, _, terminated, truncated, _ = envs.step(drive)
-        if terminated[0] or truncated[0]:
+            hiddens.append(hidden)
+            _, hidden = explained.act(rollout.obs, hidden, eval_mode=True)
+        xy.append(np.stack([batch.state.x[0].cpu().numpy(), batch.state.y[0].cpu().numpy()], -1))
+        step = rollout.step(batch.biai_actions().cpu().numpy() if policy is None else None)
+        if step.done[0]:
             break
     track = batch.params.track
     envs.close()
@@ -173,12 +172,13 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
                          f"apart after {history} frames of history")
     gaps = np.linalg.norm(xy[:, 1:] - xy[:, :1], axis=-1)  # (T, opponents) distance to the agent
     if start_s is not None:
-        t0 = int(round(start_s * 10))
+        t0 = int(round(start_s * CONTROL_HZ))
         if not history - 1 <= t0 <= last_start:
-            raise ValueError(f"start_s={start_s} is outside {(history - 1) / 10:.1f}..{last_start / 10:.1f} s "
+            raise ValueError(f"start_s={start_s} is outside {(history - 1) / CONTROL_HZ:.1f}.."
+                             f"{last_start / CONTROL_HZ:.1f} s "
                              "for this race")
     else:
-        first = min(max(history - 1, int(round(min_start_s * 10))), last_start)
+        first = min(max(history - 1, int(round(min_start_s * CONTROL_HZ))), last_start)
         near = np.flatnonzero(gaps[first:last_start + 1].min(1) < near_m) if gaps.shape[1] else []
         t0 = first + int(near[0]) if len(near) else first
     opponent = 1 + int(gaps[t0].argmin()) if gaps.shape[1] else 0
@@ -196,5 +196,5 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
     return {"track": track, "agent_xy": xy[times, 0], "opponent_xy": xy[times, opponent],
             "frames": np.stack([seen["image"][t] for t in times]),
             "attributions": np.stack(out["attributions"]), "masks": np.stack(out["masks"]),
-            "frame_shares": np.stack(out["frame_shares"]), "times_s": times / 10.0, "opponent": opponent,
+            "frame_shares": np.stack(out["frame_shares"]), "times_s": times / CONTROL_HZ, "opponent": opponent,
             "delta": np.array(out["delta"]), "output_difference": np.array(out["output_difference"])}

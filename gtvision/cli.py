@@ -1,5 +1,6 @@
-"""The ``gtvision`` command line: ``gtvision race`` (the main job for now), ``gtvision train`` and
-``gtvision bench``."""
+"""The ``gtvision`` command line: ``race`` (built-in AI races), ``train``, ``evaluate``, ``select``, ``video``,
+``play`` and ``bench``. ``gtvision train``'s options are made from :class:`gtvision.training.RunConfig` (its
+fields, defaults and docstrings)."""
 from __future__ import annotations
 
 import argparse
@@ -56,39 +57,31 @@ def _key_values(pairs: list[str], option: str) -> dict:
     return out
 
 
-_TRAIN_DEFAULTS = {"scenario": "tokyo", "env_id": None, "preset": "cpu", "variant": "asymmetric", "backend": "local",
-                   "total_steps": None, "minutes": None, "num_envs": None, "eval_episodes": 0, "seed": 0,
-                   "device": "cpu", "threads": None, "checkpoint_every": 50, "keep_checkpoints": 3,
-                   "checkpoint_replay": False, "workers": 2, "ray_address": None}
-
-
 def cmd_train(args) -> int:
-    import json
+    import dataclasses
 
+    from .checkpoints import read_run_config
     from .training import RunConfig, train
 
-    given = {k: getattr(args, k) for k in _TRAIN_DEFAULTS if getattr(args, k) is not None}
-    if args.env_arg:
-        given["env_kwargs"] = _key_values(args.env_arg, "--env-arg")
-    if args.set:
-        given["overrides"] = _key_values(args.set, "--set")
-    if "minutes" in given:
-        given["max_minutes"] = given.pop("minutes")
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig) if getattr(args, f.name) is not None}
+    for name, option in (("env_kwargs", "--env-arg"), ("overrides", "--set")):
+        if name in given:
+            given[name] = _key_values(given[name], option)
     if args.resume:
         # the stored configuration, with what was given on the command line (budgets may change; anything
         # else that differs is refused by train())
-        cfg_path = Path(args.resume) / "config.json"
-        if not cfg_path.exists():
-            raise ValueError(f"--resume {args.resume}: no run there (config.json missing)")
-        fields = {**json.loads(cfg_path.read_text())["run"], **given}
+        saved = read_run_config(args.resume)["run"]
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        unknown = sorted(set(saved) - known)
+        if unknown:
+            raise ValueError(f"--resume {args.resume}: its config.json names fields this version lacks: "
+                             f"{', '.join(unknown)}")
+        fields = {**saved, **given}
         out, resume = args.resume, True
     else:
         if not args.out:
             raise ValueError("--out DIR is required (or --resume DIR)")
-        defaults = {k: v for k, v in _TRAIN_DEFAULTS.items() if k != "minutes"}
-        defaults["max_minutes"] = None
-        fields = {**defaults, **given}
-        out, resume = args.out, False
+        fields, out, resume = given, args.out, False
     if fields.get("threads") is None:
         fields["threads"] = max(1, os.cpu_count() or 1)
     out, history = train(RunConfig(**fields), out, progress=not args.quiet, resume=resume)
@@ -96,6 +89,53 @@ def cmd_train(args) -> int:
     print(f"{out}: epoch {last.get('epoch', 0)}, {last.get('charts/env_steps', 0)} env steps, "
           f"{last.get('charts/updates', 0)} updates, {last.get('charts/wall_s', 0.0) / 60:.1f} min of training")
     return 0
+
+
+_RUN_OPTIONS = {"max_minutes": "--minutes", "env_kwargs": "--env-arg", "overrides": "--set"}
+"""RunConfig fields whose option is not ``--field-name``."""
+_RUN_METAVARS = {"env_kwargs": "KEY=VALUE", "overrides": "SECTION.FIELD=VALUE"}
+
+
+def field_docs(cls) -> dict[str, str]:
+    """The docstring under each field of dataclass ``cls`` (the attribute docstrings of its source)."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def add_run_config_options(parser: argparse.ArgumentParser):
+    """One option per :class:`gtvision.training.RunConfig` field, with its docstring and default as help. Every
+    option defaults to None (not given), so that a resumed run keeps its stored values; dict fields take
+    repeated ``KEY=VALUE``, booleans are flags, fields with a fixed set of values list them."""
+    import dataclasses
+    import typing
+
+    from .training import RUN_CHOICES, RunConfig
+
+    hints, docs = typing.get_type_hints(RunConfig), field_docs(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        option = _RUN_OPTIONS.get(f.name, "--" + f.name.replace("_", "-"))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        doc = docs.get(f.name, "").replace("``", "").replace("%", "%%")
+        help_ = f"{doc} (default: {default})" if default not in ({}, None) else doc
+        kinds = [a for a in typing.get_args(hints[f.name]) if a is not type(None)] or [hints[f.name]]
+        kind = kinds[0]
+        if kind is dict:
+            parser.add_argument(option, dest=f.name, action="append", default=None,
+                                metavar=_RUN_METAVARS.get(f.name, "KEY=VALUE"), help=help_ + " (repeatable)")
+        elif kind is bool:
+            parser.add_argument(option, dest=f.name, action="store_const", const=True, default=None, help=help_)
+        else:
+            parser.add_argument(option, dest=f.name, type=kind, default=None, choices=RUN_CHOICES.get(f.name),
+                                help=help_)
 
 
 def cmd_evaluate(args) -> int:
@@ -249,35 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_race)
 
-    from .agent.config import VARIANTS
-    from .agent.presets import PRESET_NAMES
     from .env.episodes import MAX_OPPONENTS
-    from .training import BACKENDS
 
     t = sub.add_parser("train", help="train the QR-SAC agent on a scenario or any gymnasium id")
-    t.add_argument("--scenario", default=None, choices=SCENARIO_NAMES, help="default: tokyo")
-    t.add_argument("--env-id", default=None, help="any registered gymnasium id instead of a scenario")
-    t.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="keyword argument of gymnasium.make_vec, e.g. num_opponents=0 (repeatable)")
-    t.add_argument("--preset", default=None, choices=PRESET_NAMES, help="default: cpu")
-    t.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="change a preset field, e.g. train.updates_per_epoch=200 (repeatable)")
-    t.add_argument("--variant", default=None, choices=VARIANTS, help="default: asymmetric")
-    t.add_argument("--backend", default=None, choices=BACKENDS, help="default: local")
-    t.add_argument("--workers", type=int, default=None, help="Ray rollout workers (default 2)")
-    t.add_argument("--ray-address", default=None,
-                   help="Ray cluster to join ('auto' after `ray start`); default: a local Ray sized to the machine")
-    t.add_argument("--total-steps", type=int, default=None, help="environment steps (default: the preset's)")
-    t.add_argument("--minutes", type=float, default=None, help="training-time budget (stops at an epoch's end)")
-    t.add_argument("--num-envs", type=int, default=None, help="parallel sub-environments (default: the preset's)")
-    t.add_argument("--eval-episodes", type=int, default=None, help="deterministic episodes played at the end")
-    t.add_argument("--checkpoint-every", type=int, default=None, help="epochs between checkpoints (default 50; 0: none)")
-    t.add_argument("--keep-checkpoints", type=int, default=None, help="newest checkpoints kept (default 3)")
-    t.add_argument("--checkpoint-replay", action="store_const", const=True, default=None,
-                   help="checkpoints hold the replay buffer (exact resume; large)")
-    t.add_argument("--seed", type=int, default=None)
-    t.add_argument("--device", default=None)
-    t.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: every core)")
+    add_run_config_options(t)
     t.add_argument("--out", default=None, help="run directory (must not hold a run already)")
     t.add_argument("--resume", default=None, metavar="DIR",
                    help="continue the run in DIR from its newest checkpoint (--total-steps / --minutes may grow)")

@@ -38,36 +38,15 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
+from . import checkpoints
+from .agent.rollout import Rollout
 from .scenarios import SCENARIO_NAMES
+from .sim.core import CONTROL_HZ
 
 DRIVERS = ("biai",)
 """Built-in drivers for the agent's seat (besides checkpoints)."""
-
-
-def _resolve_checkpoint(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(checkpoint directory, run directory) of ``path``: a checkpoint (``RUN/checkpoints/epoch_N``) or a run
-    directory (its newest complete checkpoint)."""
-    path = Path(path)
-    if (path / "checkpoints").exists():  # a run directory: its newest complete checkpoint
-        from .training import complete_checkpoints
-        found = complete_checkpoints(path)
-        if not found:
-            raise ValueError(f"{path} holds no complete checkpoint")
-        path = found[-1]
-    run_dir = path.parent.parent
-    if not (path / "trainer.pt").exists() or not (run_dir / "config.json").exists():
-        raise ValueError(f"{path} is not a checkpoint of a gtvision run (expected RUN/checkpoints/epoch_N/trainer.pt "
-                         f"and RUN/config.json)")
-    return path, run_dir
-
-
-def _checkpoint_preset(run_dir: Path):
-    """The resolved preset a run trained with (its ``config.json``), even if the named preset changed since."""
-    from .agent.presets import Preset
-    return Preset.from_dict(json.loads((run_dir / "config.json").read_text())["preset"])
 
 
 def driver_variant(driver: str | os.PathLike) -> str:
@@ -75,7 +54,7 @@ def driver_variant(driver: str | os.PathLike) -> str:
     was trained as."""
     if str(driver) in DRIVERS:
         return str(driver)
-    return _checkpoint_preset(_resolve_checkpoint(driver)[1]).variant
+    return checkpoints.run_preset(checkpoints.resolve(driver)[1]).variant
 
 
 def results_name(driver: str | os.PathLike, scenario: str) -> str:
@@ -91,21 +70,7 @@ def results_name(driver: str | os.PathLike, scenario: str) -> str:
     return f"eval_{scenario}_{who}"
 
 
-def _policy_from_checkpoint(path: Path, envs, device: str):
-    """The deterministic actor of checkpoint ``path`` (``runs/X/checkpoints/epoch_N``, or a run: its newest)
-    as act(obs, hidden)."""
-    from .agent.qrsac import QRSACAgent
-
-    path, run_dir = _resolve_checkpoint(path)
-    preset = _checkpoint_preset(run_dir)
-    agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
-                       burn_in=preset.replay.burn_in, acting_only=True)
-    state = torch.load(path / "trainer.pt", weights_only=False, map_location=device)
-    agent.actor.load_state_dict(state["agent"]["actor"])
-    return agent
-
-
-def _race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max_time_s: float | None = None,
+def race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max_time_s: float | None = None,
                opponents: int | None = None):
     """Evaluation races (``gtvision.env.RACE`` with ``laps``, and ``opponents`` BIAI cars instead of 19 when
     given) and the driver's policy (None for the BIAI)."""
@@ -121,13 +86,19 @@ def _race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max
         kwargs["num_opponents"] = opponents
     if max_time_s is not None:
         kwargs["max_time_s"] = float(max_time_s)
+    if str(driver) not in DRIVERS:
+        if not Path(driver).exists():
+            raise ValueError(f"driver {str(driver)!r} is neither a checkpoint path nor one of: {', '.join(DRIVERS)}")
+        checkpoints.resolve(driver)  # refuse what is not a checkpoint before building anything
     envs = gym.make_vec(ENV_IDS[scenario], num_envs=num_envs, device=device, **kwargs)
     if str(driver) in DRIVERS:
         return envs, None
-    if not Path(driver).exists():
+    try:
+        agent = checkpoints.load_actor(driver, envs.single_observation_space, envs.single_action_space, device)
+    except ValueError:
         envs.close()
-        raise ValueError(f"driver {str(driver)!r} is neither a checkpoint path nor one of: {', '.join(DRIVERS)}")
-    return envs, _policy_from_checkpoint(Path(driver), envs, device)
+        raise
+    return envs, agent
 
 
 def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episodes: int = 8, seed: int = 0,
@@ -136,24 +107,20 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
     ``opponents`` (0..19) thins the grid: 0 is a time trial from the back of the grid."""
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
-    envs, agent = _race_envs(driver, scenario, episodes, laps, device, opponents=opponents)
-    obs, info = envs.reset(seed=seed)
+    envs, agent = race_envs(driver, scenario, episodes, laps, device, opponents=opponents)
+    rollout = Rollout(envs, agent, seed=seed, eval_mode=True)
     batch = envs.unwrapped.batch
-    hidden = agent.initial_hidden(episodes) if agent is not None else None
     active = np.ones(episodes, bool)
     laps_seen = np.zeros(episodes, np.int64)
     lap_times: list[list[float]] = [[] for _ in range(episodes)]
     rows: list[dict | None] = [None] * episodes
     race_m = laps * float(batch.track.length_m)
     at_winner = np.full(episodes, np.nan)  # the agent's progress when the leading opponent completed the race
-    max_steps = int(math.ceil(batch.time_limit_s * 10)) + 10
+    max_steps = int(math.ceil(batch.time_limit_s * CONTROL_HZ)) + 10
     bar = tqdm(total=max_steps, desc=f"{scenario}: {episodes} race(s)", unit="step", disable=not progress)
     for _ in range(max_steps):
-        if agent is None:
-            action = batch.biai_actions().cpu().numpy()
-        else:
-            action, hidden = agent.act(obs, hidden, eval_mode=True)
-        obs, _, terminated, truncated, info = envs.step(action)
+        step = rollout.step(batch.biai_actions().cpu().numpy() if agent is None else None)
+        info, terminated, truncated = step.info, step.terminated, step.truncated
         for i in np.flatnonzero(active & (info["laps_done"] > laps_seen)):
             lap_times[i].append(float(info["last_lap_time_s"][i]))
             laps_seen[i] = info["laps_done"][i]
@@ -243,13 +210,12 @@ def select_from_run(run: str | os.PathLike, scenario: str = "tokyo", episodes: i
     the same seeds for all) and pick by :func:`select_checkpoint`. Returns the chosen checkpoint's name
     (None when none is under the threshold) and one summary row per checkpoint; with ``out``, each
     checkpoint's table and summary are written there (``eval_<scenario>_<run>_<checkpoint>``)."""
-    from .training import complete_checkpoints
-
-    checkpoints = complete_checkpoints(run)
-    if not checkpoints:
-        raise ValueError(f"{run} holds no complete checkpoint (expected RUN/checkpoints/epoch_N/)")
+    checkpoints.read_run_config(run)
+    found = checkpoints.complete_checkpoints(run)
+    if not found:
+        raise checkpoints.NotARunError(f"{run} holds no complete checkpoint (expected RUN/checkpoints/epoch_N/)")
     tables = {}
-    for path in tqdm(checkpoints, desc=f"{Path(run).name}: checkpoints", unit="ckpt", disable=not progress):
+    for path in tqdm(found, desc=f"{Path(run).name}: checkpoints", unit="ckpt", disable=not progress):
         tables[path.name] = evaluate(path, scenario, episodes, seed, device, laps=laps, progress=False)
         if out is not None:
             write_results(tables[path.name], out, results_name(path, scenario))
@@ -283,25 +249,20 @@ def record_race(driver: str | os.PathLike = "biai", scenario: str = "tokyo", lap
     ``gtvision.sim.race.RaceLog`` whose trajectory holds every car at 10 Hz. ``max_time_s`` cuts it short."""
     from .sim.race import RaceLog
 
-    envs, agent = _race_envs(driver, scenario, 1, laps, device, max_time_s)
-    obs, _ = envs.reset(seed=seed)
+    envs, agent = race_envs(driver, scenario, 1, laps, device, max_time_s)
+    rollout = Rollout(envs, agent, seed=seed, eval_mode=True)
     batch = envs.unwrapped.batch
-    hidden = agent.initial_hidden(1) if agent is not None else None
     traj = {k: [] for k in ("x", "y", "yaw", "speed")}
-    max_steps = int(math.ceil(batch.time_limit_s * 10)) + 10
+    max_steps = int(math.ceil(batch.time_limit_s * CONTROL_HZ)) + 10
     for _ in tqdm(range(max_steps), desc=f"{scenario} race", unit="step", disable=not progress, leave=False):
         s = batch.state
         for k, v in (("x", s.x), ("y", s.y), ("yaw", s.yaw), ("speed", s.speed_mps)):
             traj[k].append(v.cpu().numpy().copy())
-        if agent is None:
-            action = batch.biai_actions().cpu().numpy()
-        else:
-            action, hidden = agent.act(obs, hidden, eval_mode=True)
-        obs, _, terminated, truncated, _ = envs.step(action)
-        if terminated[0] or truncated[0]:
+        step = rollout.step(batch.biai_actions().cpu().numpy() if agent is None else None)
+        if step.done[0]:
             break
     trajectory = {k: np.stack(v) for k, v in traj.items()}
-    trajectory["t"] = np.arange(len(traj["x"])) / 10.0
+    trajectory["t"] = np.arange(len(traj["x"])) / CONTROL_HZ
     log = RaceLog(scenario=scenario, laps=laps, results=None, params=batch.params, final_state=batch.state,
                   qss_lap_time_s=batch.plan.qss_lap_time_s, trajectory=trajectory)
     envs.close()

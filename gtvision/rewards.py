@@ -5,8 +5,10 @@
 
 One function per term, named after it (grep ``overtaking`` to find r^t), over batched tensors:
 ``(R,)`` per race (one learner car each) or ``(R, C)`` per car of a race. :func:`reward_terms`
-computes all eight from the simulator states before and after a control step; :func:`weighted_sum`
-combines them with the weights of :class:`RewardConfig`. Units: metres, seconds, radians, m/s.
+computes all eight from the simulator states before and after a control step; :func:`combine` weighs
+them (terms x weights), the one place where the reward is assembled: the environment calls it with the
+weights of its :class:`RewardConfig`, and the replay calls it to relabel stored terms with the weights of
+the moment (a penalty ramp, ``gtvision.agent.config.TrainConfig``). Units: metres, seconds, radians, m/s.
 
 =================  ======  ==========================================================================
 term               symbol  what it pays (before weighting)
@@ -23,7 +25,8 @@ steering_history   r^h     minus a logistic of the size of a steering reversal (
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -67,6 +70,27 @@ class RewardConfig:
     """r^h: offset of the logistic (rad; paper III-C)."""
     c_d: float = 0.014
     """r^h: dead band, a steering change smaller than this is no reversal (rad; paper III-C)."""
+
+    @classmethod
+    def from_value(cls, value: RewardConfig | Mapping | None) -> RewardConfig:
+        """The configuration a racing environment's ``reward`` keyword names: None (the paper's), a
+        ``RewardConfig``, or a dict of its fields (``--env-arg 'reward={"lambda_w": 2.0}'``); anything else
+        raises, naming the valid fields."""
+        if value is None:
+            return cls()
+        if isinstance(value, Mapping):
+            valid = [f.name for f in fields(cls)]
+            unknown = sorted(set(value) - set(valid))
+            if unknown:
+                raise ValueError(f"reward: unknown weights {unknown}; valid: {', '.join(valid)}")
+            bad = {k: v for k, v in value.items() if isinstance(v, bool) or not isinstance(v, (int, float))}
+            if bad:
+                raise ValueError(f"reward: weights and constants are numbers, got {bad}")
+            return cls(**value)
+        if not isinstance(value, cls):
+            raise TypeError(f"reward must be a gtvision.rewards.RewardConfig or a dict of its fields, "
+                            f"got {type(value).__name__}")
+        return value
 
     def weights(self) -> dict[str, float]:
         """lambda of each term, keyed by :data:`TERM_NAMES`."""
@@ -146,7 +170,7 @@ def steering_history(delta_now_rad: torch.Tensor, delta_prev_rad: torch.Tensor,
     Paper: III-C prints r^h = -m_t (1 + exp(-c^s (Delta_t - c^o))), which punishes the smallest
     reversal (Delta = 2 c^d = 0.028 rad: 4.0) four times more than the largest (Delta = 0.105 rad, two
     full 3-degree steps: 1.0). We read it as the logistic above, which grows with the size of the
-    oscillation, from 0.25 at the smallest reversal to 1.0 at the largest (DESIGN section 5).
+    oscillation, from 0.25 at the smallest reversal to 1.0 at the largest.
     Paper: III-C also prints m_t = I[delta_t > c^d] I[delta_{t-1} > c^d] I[sgn delta_t != sgn delta_{t-1}],
     which is always 0 (two changes above c^d > 0 share a sign); we read the first two as |delta| > c^d.
     """
@@ -200,16 +224,29 @@ def reward_terms(prev: SimState, now: SimState, steer_rad: torch.Tensor, opponen
 
 def weight_vector(cfg: RewardConfig = RewardConfig(), penalty_scale: float = 1.0) -> np.ndarray:
     """(8,) float32 lambda of each term in :data:`TERM_NAMES` order, those of :data:`PENALTY_TERMS` times
-    ``penalty_scale``: ``terms @ weight_vector(cfg)`` is :func:`weighted_sum` for stacked terms."""
+    ``penalty_scale``."""
     weights = cfg.weights()
     return np.array([weights[t] * (penalty_scale if t in PENALTY_TERMS else 1.0) for t in TERM_NAMES],
                     np.float32)
 
 
-def weighted_sum(terms: dict[str, torch.Tensor], cfg: RewardConfig = RewardConfig()) -> torch.Tensor:
-    """r_t = sum over the eight terms of lambda x term (paper III-C), (R,)."""
-    weights = cfg.weights()
-    total = torch.zeros_like(terms["progress"])
-    for name in TERM_NAMES:
-        total = total + weights[name] * terms[name]
-    return total
+def stack_terms(terms: Mapping[str, torch.Tensor | np.ndarray]) -> torch.Tensor | np.ndarray:
+    """(..., 8) the terms of a ``{name: (...)}`` dict in :data:`TERM_NAMES` order; the keys may carry the
+    ``reward_`` prefix of an environment's ``info``. Tensors stay tensors; anything else becomes float32."""
+    values = [terms[name] if name in terms else terms[f"reward_{name}"] for name in TERM_NAMES]
+    if isinstance(values[0], torch.Tensor):
+        return torch.stack(values, dim=-1)
+    return np.stack([np.asarray(v, np.float32) for v in values], axis=-1)
+
+
+def combine(terms: torch.Tensor | np.ndarray, weights: np.ndarray) -> torch.Tensor | np.ndarray:
+    """r = sum_k lambda_k r^k (paper III-C): ``terms`` (..., 8) stacked in :data:`TERM_NAMES` order (a torch
+    tensor or a numpy array), ``weights`` (8,) (:func:`weight_vector`) -> (...)."""
+    if isinstance(terms, torch.Tensor):
+        return terms @ torch.as_tensor(weights, dtype=terms.dtype, device=terms.device)
+    return np.asarray(terms, np.float32) @ np.asarray(weights, np.float32)
+
+
+def weighted_sum(terms: Mapping[str, torch.Tensor], cfg: RewardConfig = RewardConfig()) -> torch.Tensor:
+    """r_t of a ``{term: (R,)}`` dict with the weights of ``cfg`` (:func:`combine`), (R,)."""
+    return combine(stack_terms(terms), weight_vector(cfg))

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from gtvision.agent.loop import _EpisodeStats
-from gtvision.agent.presets import get_preset
-from gtvision.training import RunConfig, apply_overrides, complete_checkpoints, read_metrics, train
+from gtvision.agent.presets import apply_overrides, get_preset
+from gtvision.agent.rollout import EpisodeStats as _EpisodeStats
+from gtvision.checkpoints import complete_checkpoints
+from gtvision.training import RunConfig, read_metrics, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

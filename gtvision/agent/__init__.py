@@ -1,4 +1,4 @@
-"""Asymmetric recurrent QR-SAC (paper III-D, III-E, IV-B; DESIGN 6).
+"""Asymmetric recurrent QR-SAC (paper III-D, III-E, IV-B).
 
 ==================  ================================================================
 module              contents

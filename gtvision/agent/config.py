@@ -1,13 +1,84 @@
-"""Configuration of the asymmetric QR-SAC agent and its sequence replay (DESIGN sections 6 and 9).
+"""Configuration of the asymmetric QR-SAC agent, its sequence replay and its training loop.
 
-Two dataclasses, resolved once and recorded with every run: :class:`AgentConfig` (networks and the
-QR-SAC update) and :class:`ReplayConfig` (the R2D2-style sequence replay). The numbers of the paper are
-in :mod:`gtvision.agent.presets` (``paper``), each with its section; the defaults here are the paper's
-too. The ablations of paper V-C are configuration, applied by :func:`with_variant`.
+Three dataclasses, resolved once and recorded with every run: :class:`AgentConfig` (networks and the
+QR-SAC update), :class:`ReplayConfig` (the R2D2-style sequence replay) and :class:`TrainConfig` (epochs of
+collection and updates). The numbers of the paper are in :mod:`gtvision.agent.presets` (``paper``), each
+with its section; the defaults here are the paper's too. The ablations of paper V-C are configuration,
+applied by :func:`with_variant`.
+
+Each dataclass checks its fields when made (:func:`check_fields`): a value of the wrong type or out of its
+range raises ``ValueError`` naming the field (``section.field``), what it must be, and the value, so that a
+``--set train.epochs=-3`` or ``--set agent.actor_lr=abc`` is refused before anything runs.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
+
+RANGES = {
+    ">0": (lambda v: v > 0, "> 0"), ">=0": (lambda v: v >= 0, ">= 0"), ">=1": (lambda v: v >= 1, ">= 1"),
+    "[0,1]": (lambda v: 0 <= v <= 1, "in [0, 1]"), "(0,1]": (lambda v: 0 < v <= 1, "in (0, 1]"),
+}
+"""The ranges a field may be held to, by name: (test, how an error message says it)."""
+
+_SECTIONS = {"AgentConfig": "agent", "ReplayConfig": "replay", "TrainConfig": "train"}
+
+
+def _describe(hint) -> str:
+    """'an int', 'a float or None', 'a tuple of int' ... for an error message."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "None"
+    if typing.get_origin(hint) is tuple:
+        return f"a tuple of {_describe(args[0]).split(' ', 1)[-1]}"
+    name = getattr(hint, "__name__", str(hint))
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
+def _is(value, hint) -> bool:
+    """``value`` is of type ``hint`` (ints count as floats; bools count only as bools)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_is(v, args[0]) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    if hint is dict:
+        return isinstance(value, dict)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def check_fields(config, ranges: dict[str, str] | None = None, choices: dict[str, tuple] | None = None,
+                 section: str | None = None):
+    """Raise ``ValueError`` unless every field of dataclass ``config`` has its annotated type, lies in its range
+    (``ranges``: field -> a key of :data:`RANGES`; None passes) and is one of its ``choices``. The message names
+    ``section.field`` (the ``--set`` key), what it must be, and the value given."""
+    section = section or _SECTIONS.get(type(config).__name__, type(config).__name__)
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints[f.name]
+        if not _is(value, hint):
+            raise ValueError(f"{section}.{f.name}={value!r}: expected {_describe(hint)}, got "
+                             f"{type(value).__name__}")
+        if value is None:
+            continue
+        if ranges and f.name in ranges:
+            test, said = RANGES[ranges[f.name]]
+            if not test(value):
+                raise ValueError(f"{section}.{f.name}={value!r}: must be {said}")
+        if choices and f.name in choices and value not in choices[f.name]:
+            raise ValueError(f"{section}.{f.name}={value!r}: valid: {', '.join(map(str, choices[f.name]))}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +114,7 @@ class AgentConfig:
     num_quantiles: int = 32
     """Quantiles per critic (paper III-D)."""
     kappa: float = 1.0
-    """Huber threshold of the quantile loss (DESIGN 6)."""
+    """Huber threshold of the quantile loss (as Sony's public QR-SAC; the paper does not say)."""
     gamma: float = 0.9896
     """Discount per control step (paper IV-B)."""
     n_step: int = 7
@@ -58,7 +129,7 @@ class AgentConfig:
     critic_lr: float = 2.5e-5
     """Adam learning rate of the critics (paper IV-B)."""
     tau: float = 0.005
-    """Polyak coefficient of the target critics (DESIGN 6)."""
+    """Polyak coefficient of the target critics (as SAC; the paper does not say)."""
     actor_q: str = "min"
     """How the actor loss combines the twin critics' means: 'min' or 'mean'."""
     init_log_std: float | None = None
@@ -81,10 +152,14 @@ class AgentConfig:
     features span metres to hundreds of metres (course points), and raw they make the critic diverge."""
 
     def __post_init__(self):
-        if self.vector_transform not in ("symlog", "none"):
-            raise ValueError(f"vector_transform={self.vector_transform!r}; valid: 'symlog', 'none'")
-        if self.actor_q not in ("min", "mean"):
-            raise ValueError(f"actor_q={self.actor_q!r}; valid: 'min', 'mean'")
+        check_fields(self, {
+            "image_embed": ">=1", "hidden_size": ">=1", "actor_width": ">=1", "actor_depth": ">=0",
+            "critic_width": ">=1", "critic_depth": ">=0", "num_quantiles": ">=1", "kappa": ">0", "gamma": "(0,1]",
+            "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0", "tau": "(0,1]",
+            "max_shift_px": ">=0"}, {"vector_transform": ("symlog", "none"), "actor_q": ("min", "mean")})
+        if self.log_std_min >= self.log_std_max:
+            raise ValueError(f"agent.log_std_min={self.log_std_min} must be below agent.log_std_max="
+                             f"{self.log_std_max}")
         if not (len(self.cnn_channels) == len(self.cnn_kernels) == len(self.cnn_strides)):
             raise ValueError(f"cnn_channels {self.cnn_channels}, cnn_kernels {self.cnn_kernels} and "
                              f"cnn_strides {self.cnn_strides} must have the same length")
@@ -107,10 +182,14 @@ class ReplayConfig:
     hidden_dtype: str = "float16"
     """Storage dtype of the actor hidden state. Paper: IV-B does not say; float16 halves its 2 KB per row."""
 
+    def __post_init__(self):
+        check_fields(self, {"capacity": ">=1", "batch_sequences": ">=1", "seq_len": ">=1", "burn_in": ">=0"},
+                     {"hidden_dtype": ("float16", "float32")})
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """The single-process loop: epochs of collected steps and updates (DESIGN 7)."""
+    """The training loop: epochs of collected steps and updates (``gtvision.agent.loop``)."""
 
     epochs: int = 20_000
     """Training epochs (paper IV-B)."""
@@ -133,6 +212,11 @@ class TrainConfig:
     with a laptop's data a fresh policy learns from them only to stop (see ``gtvision.agent.presets``)."""
     penalty_start: float = 0.1
     """Scale of the penalty weights at epoch 0 of a ramp (see ``penalty_ramp_epochs``)."""
+
+    def __post_init__(self):
+        check_fields(self, {"epochs": ">=1", "env_steps_per_epoch": ">=1", "updates_per_epoch": ">=0",
+                            "num_envs": ">=1", "reset_epoch": ">=1", "learning_starts": ">=0",
+                            "penalty_ramp_epochs": ">=0", "penalty_start": "[0,1]"})
 
     def penalty_scale(self, epoch: int) -> float:
         """The scale of the penalty weights at ``epoch`` (1 without a ramp)."""

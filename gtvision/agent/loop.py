@@ -1,8 +1,11 @@
-"""A single-process training loop (DESIGN 7, ``backend="local"``), reading like the algorithm.
+"""The training loop of both backends, reading like the algorithm; the single-process backend.
 
-Epochs of ``env_steps_per_epoch`` collected steps then ``updates_per_epoch`` QR-SAC updates; the networks
-are reinitialised at ``reset_epoch`` (paper III-E). ``gtvision.training`` wraps it in a run directory;
-the next issue adds Ray and checkpoints.
+An epoch: collect ``env_steps_per_epoch`` environment steps with the current policy into the replay, run
+``updates_per_epoch`` QR-SAC updates (once the buffer holds ``learning_starts``), and reinitialise the
+networks at ``reset_epoch`` (paper III-E). :class:`Trainer` holds what both backends share (the agent,
+the replay, the penalty ramp, the counters, the epoch); :class:`LocalTrainer` collects in this process,
+``gtvision.agent.distributed.RayTrainer`` on Ray rollout workers while the learner updates. Both collect
+with :class:`gtvision.agent.rollout.Rollout`. ``gtvision.training`` wraps them in a run directory.
 
 One metrics record per epoch, with namespaced keys:
 
@@ -27,6 +30,7 @@ key                            meaning
 """
 from __future__ import annotations
 
+import abc
 import copy
 import math
 import time
@@ -37,59 +41,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..rewards import TERM_NAMES, RewardConfig, weight_vector
+from ..rewards import TERM_NAMES, RewardConfig, stack_terms, weight_vector
 from .networks import as_dict_space
 from .presets import Preset
 from .qrsac import QRSACAgent
 from .replay import SequenceReplay
+from .rollout import EpisodeStats, Rollout, Step
 
-EPISODE_END_KEYS = ("progress_m", "laps_done", "place", "wall_time_s", "car_contact_time_s",
-                    "off_course_time_s", "margin_m")
-"""``info`` keys reported at an episode's end as ``episode/<key>`` (when the environment gives them)."""
-
-
-class _EpisodeStats:
-    """Per sub-environment running sums (return, length, reward terms); the records of ended episodes."""
-
-    def __init__(self, n: int):
-        self.ret, self.length, self.terms = np.zeros(n), np.zeros(n, np.int64), {}
-        self.ended: list[dict] = []
-
-    def add(self, reward: np.ndarray, info: dict, live: np.ndarray, done: np.ndarray):
-        """Accumulate the step of the ``live`` sub-environments (not autoreset steps); close ``done`` ones."""
-        self.ret += np.where(live, reward, 0.0)
-        self.length += live
-        for k, v in info.items():
-            if k.startswith("reward_"):
-                self.terms.setdefault(k[len("reward_"):], np.zeros_like(self.ret))
-                self.terms[k[len("reward_"):]] += np.where(live, v, 0.0)
-        for i in np.flatnonzero(done):
-            rec = {"return": float(self.ret[i]), "length": int(self.length[i])}
-            rec.update({f"reward/{t}": float(v[i]) for t, v in self.terms.items()})
-            rec.update({f"episode/{k}": float(info[k][i]) for k in EPISODE_END_KEYS if k in info})
-            if "best_lap_time_s" in info:
-                rec["best_lap_time_s"] = float(info["best_lap_time_s"][i])
-            self.ended.append(rec)
-            self.ret[i], self.length[i] = 0.0, 0
-            for v in self.terms.values():
-                v[i] = 0.0
-
-    def summary(self) -> dict:
-        """Means over the episodes ended since the last call (and forget them)."""
-        ended, self.ended = self.ended, []
-        out = {"charts/episodes": len(ended),
-               "charts/episodic_return": _mean([e["return"] for e in ended]),
-               "charts/episodic_length": _mean([e["length"] for e in ended])}
-        for k in {k for e in ended for k in e if "/" in k}:
-            out[k] = _mean([e[k] for e in ended if k in e])
-        laps = [e["best_lap_time_s"] for e in ended if math.isfinite(e.get("best_lap_time_s", math.nan))]
-        if any("best_lap_time_s" in e for e in ended):
-            out["episode/best_lap_time_s"] = min(laps) if laps else math.nan
-        return out
-
-
-def _mean(values) -> float:
-    return float(np.mean(values)) if len(values) else math.nan
+_EpisodeStats = EpisodeStats  # the name checkpoints written before gtvision.agent.rollout pickled
 
 
 class PenaltyRamp:
@@ -103,79 +62,118 @@ class PenaltyRamp:
                              "environments")
         self.cfg, self.reward = cfg, reward
 
-    @staticmethod
-    def terms(info: dict) -> np.ndarray:
-        """(n, 8) float32: the unweighted terms of a vector step, in ``TERM_NAMES`` order."""
-        return np.stack([np.asarray(info[f"reward_{t}"], np.float32) for t in TERM_NAMES], axis=-1)
-
     def weights(self, epoch: int) -> np.ndarray:
         return weight_vector(self.reward, self.cfg.penalty_scale(epoch))
 
 
-def reward_config_of(envs) -> RewardConfig | None:
-    """The ``RewardConfig`` of a gtvision racing vector environment, else None."""
-    batch = getattr(getattr(envs, "unwrapped", envs), "batch", None)
-    return getattr(batch, "reward_cfg", None)
+class Trainer(abc.ABC):
+    """The learner's side of training, the same for both backends: agent, replay, penalty ramp, counters,
+    and :meth:`run_epoch`. A backend says where the epoch's steps are collected
+    (:meth:`start_collection`, :meth:`finish_collection`) and where the episode statistics gather
+    (:attr:`stats`).
 
-
-class LocalTrainer:
-    """The single-process loop as an object whose whole state can be saved and restored.
-
-    ``run_epoch()`` collects ``env_steps_per_epoch`` steps with the current policy, stores them, then runs
-    ``updates_per_epoch`` updates (once the buffer holds ``learning_starts``), and reinitialises the
-    networks at ``reset_epoch``. :meth:`state_dict` / :meth:`load_state_dict` hold everything the next
-    epoch depends on (networks, optimisers, targets, counters, RNG states, the environments and the
-    episode in progress), so a restored trainer continues step for step; the replay is saved apart
-    (:meth:`SequenceReplay.save`).
+    ``reward``: the racing environment's reward configuration (``gtvision.env.reward_config``), which a
+    penalty ramp reweighs; None for other tasks.
     """
 
-    def __init__(self, envs: gym.vector.VectorEnv, preset: Preset, seed: int = 0, device: str = "cpu"):
-        cfg = preset.train
-        self.envs, self.preset, self.cfg, self.seed = envs, preset, cfg, seed
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, preset: Preset, num_envs: int,
+                 seed: int = 0, device: str = "cpu", reward: RewardConfig | None = None):
+        cfg = self.cfg = preset.train
+        self.preset, self.seed, self.num_envs = preset, seed, num_envs
         torch.manual_seed(seed)
-        n = self.num_envs = envs.num_envs
-        self.agent = QRSACAgent(envs.single_observation_space, envs.single_action_space, preset.agent, device,
+        self.agent = QRSACAgent(observation_space, action_space, preset.agent, device,
                                 burn_in=preset.replay.burn_in)
-        self.ramp = PenaltyRamp(cfg, reward_config_of(envs)) if cfg.penalty_ramp_epochs > 0 else None
-        self.replay = SequenceReplay(as_dict_space(envs.single_observation_space), self.agent.replay_keys,
-                                     self.agent.action_dim, self.agent.hidden_size, n, preset.replay,
+        self.ramp = PenaltyRamp(cfg, reward) if cfg.penalty_ramp_epochs > 0 else None
+        self.replay = SequenceReplay(as_dict_space(observation_space), self.agent.replay_keys,
+                                     self.agent.action_dim, self.agent.hidden_size, num_envs, preset.replay,
                                      preset.agent.gamma, preset.agent.n_step, device, seed=seed,
                                      reward_terms=len(TERM_NAMES) if self.ramp else 0)
-        self.obs, _ = envs.reset(seed=seed)
-        self.hidden = self.agent.initial_hidden(n)
-        self.prev_done = np.zeros(n, bool)
-        self.stats = _EpisodeStats(n)
         self.epoch, self.env_steps, self.updates, self.wall_s = 0, 0, 0, 0.0
 
     def run_epoch(self) -> dict:
         """One epoch; returns its metrics record (see the module docstring)."""
-        cfg, agent, n = self.cfg, self.agent, self.num_envs
-        t0, metrics = time.perf_counter(), {}
-        for _ in range(max(1, cfg.env_steps_per_epoch // n)):
-            action, next_hidden = agent.act(self.obs, self.hidden)
-            next_obs, reward, terminated, truncated, info = self.envs.step(action)
-            self.replay.add(self.obs, self.hidden, action, reward, terminated, truncated, next_obs,
-                            terms=self.ramp.terms(info) if self.ramp else None)
-            done = ~self.prev_done & (terminated | truncated)
-            self.stats.add(reward, info, ~self.prev_done, done)  # an autoreset step belongs to no episode
-            # After the autoreset step, next_obs is a new episode's first observation: its state starts at zero.
-            self.hidden = torch.where(torch.as_tensor(self.prev_done, device=agent.device)[:, None], 0.0, next_hidden)
-            self.prev_done, self.obs = done, next_obs
-            self.env_steps += n
-        if len(self.replay) >= cfg.learning_starts:
-            weights = self.ramp.weights(self.epoch) if self.ramp else None
-            for _ in range(cfg.updates_per_epoch):
-                metrics = agent.update(self.replay.sample(reward_weights=weights))
-                self.updates += 1
-        if self.ramp:
-            metrics["train/penalty_scale"] = cfg.penalty_scale(self.epoch)
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        pending = self.start_collection(max(1, cfg.env_steps_per_epoch // self.num_envs))
+        metrics = self.learn()
+        extra = self.finish_collection(pending)
         self.epoch += 1
         if cfg.reset_epoch is not None and self.epoch == cfg.reset_epoch:
-            agent.reinitialise()  # Paper III-E, IV-B: reinitialise networks (and optimisers) at epoch 2000
+            self.agent.reinitialise()  # Paper III-E, IV-B: reinitialise networks (and optimisers) at epoch 2000
+        self.end_epoch()
         self.wall_s += time.perf_counter() - t0
         return {"epoch": self.epoch, "charts/env_steps": self.env_steps, "charts/updates": self.updates,
                 "charts/transitions": len(self.replay), "charts/wall_s": self.wall_s,
-                "charts/sps": self.env_steps / max(self.wall_s, 1e-9), **self.stats.summary(), **metrics}
+                "charts/sps": self.env_steps / max(self.wall_s, 1e-9), **extra, **self.stats.summary(),
+                **metrics}
+
+    def learn(self) -> dict:
+        """The epoch's updates (once the replay holds ``learning_starts`` transitions); the last one's metrics."""
+        cfg, metrics = self.cfg, {}
+        if len(self.replay) >= cfg.learning_starts:
+            weights = self.ramp.weights(self.epoch) if self.ramp else None
+            for _ in range(cfg.updates_per_epoch):
+                metrics = self.agent.update(self.replay.sample(reward_weights=weights))
+                self.updates += 1
+        if self.ramp:
+            metrics["train/penalty_scale"] = cfg.penalty_scale(self.epoch)
+        return metrics
+
+    def store(self, step: Step, streams: np.ndarray | None = None):
+        """Put one collected vector step into the replay (``streams``: the rows' streams, default all)."""
+        self.replay.add(step.obs, step.hidden, step.action, step.reward, step.terminated, step.truncated,
+                        step.next_obs, streams=streams, terms=stack_terms(step.info) if self.ramp else None)
+
+    # what a backend provides
+    @property
+    @abc.abstractmethod
+    def stats(self) -> EpisodeStats:
+        """The episode statistics of the collected steps."""
+
+    @abc.abstractmethod
+    def start_collection(self, steps: int):
+        """Collect ``steps`` vector steps (or start collecting them); returns what :meth:`finish_collection`
+        needs."""
+
+    def finish_collection(self, pending) -> dict:
+        """Store what :meth:`start_collection` began; returns the backend's own metrics."""
+        return {}
+
+    def end_epoch(self):
+        """After the epoch's updates and any reset (the Ray backend hands the weights to its workers)."""
+
+    def close(self):
+        """Release the environments or workers."""
+
+
+class LocalTrainer(Trainer):
+    """Training in one process, as an object whose whole state can be saved and restored.
+
+    Each epoch collects its steps here with the current policy, then updates. :meth:`state_dict` /
+    :meth:`load_state_dict` hold everything the next epoch depends on (networks, optimisers, targets,
+    counters, RNG states, the environments and the episodes in progress), so a restored trainer continues
+    step for step; the replay is saved apart (:meth:`SequenceReplay.save`). ``reward``: by default the
+    reward configuration named by the environments' spec (``gtvision.env.reward_config``).
+    """
+
+    def __init__(self, envs: gym.vector.VectorEnv, preset: Preset, seed: int = 0, device: str = "cpu",
+                 reward: RewardConfig | None = None):
+        if reward is None and envs.spec is not None:
+            from ..env import reward_config
+            reward = reward_config(envs.spec.id, envs.spec.kwargs)
+        super().__init__(envs.single_observation_space, envs.single_action_space, preset, envs.num_envs, seed,
+                         device, reward)
+        self.envs = envs
+        self.rollout = Rollout(envs, self.agent, seed=seed)
+
+    @property
+    def stats(self) -> EpisodeStats:
+        return self.rollout.stats
+
+    def start_collection(self, steps: int):
+        for _ in range(steps):
+            self.store(self.rollout.step())
+            self.env_steps += self.num_envs
 
     def close(self):
         self.envs.close()
@@ -184,24 +182,19 @@ class LocalTrainer:
         """Everything but the replay: networks, optimisers, counters, RNG states, environments, episodes."""
         return {"agent": self.agent.state_dict(), "epoch": self.epoch, "env_steps": self.env_steps,
                 "updates": self.updates, "wall_s": self.wall_s, "torch_rng": torch.get_rng_state(),
-                "obs": self.obs, "hidden": self.hidden.cpu(), "prev_done": self.prev_done, "stats": self.stats,
-                "envs": _picklable_envs(self.envs)}
+                **self.rollout.state_dict(), "envs": _picklable_envs(self.envs)}
 
     def load_state_dict(self, state: dict):
         self.agent.load_state_dict(state["agent"])
         self.epoch, self.env_steps, self.updates, self.wall_s = (state["epoch"], state["env_steps"],
                                                                  state["updates"], state["wall_s"])
         torch.set_rng_state(state["torch_rng"])
-        self.obs, self.prev_done, self.stats = state["obs"], state["prev_done"], state["stats"]
-        self.hidden = state["hidden"].to(self.agent.device)
         if state["envs"] is not None:
             self.envs.close()
-            self.envs = state["envs"]
+            self.envs = self.rollout.envs = state["envs"]
+            self.rollout.load_state_dict(state)
         else:  # environments that cannot be pickled start new episodes, seeded by the epoch
-            self.obs, _ = self.envs.reset(seed=self.seed + 1_000_003 * self.epoch)
-            self.hidden = self.agent.initial_hidden(self.num_envs)
-            self.prev_done = np.zeros(self.num_envs, bool)
-            self.stats = _EpisodeStats(self.num_envs)
+            self.rollout.reset(seed=self.seed + 1_000_003 * self.epoch)
 
 
 def _picklable_envs(envs: gym.vector.VectorEnv):
@@ -263,25 +256,3 @@ def run_epochs(trainer: LocalTrainer, epochs: int, max_seconds: float | None = N
         if max_seconds is not None and trainer.wall_s >= max_seconds:
             break
     bar.close()
-
-
-def evaluate_policy(agent: QRSACAgent, envs: gym.vector.VectorEnv, episodes: int, seed: int = 0) -> np.ndarray:
-    """Returns of ``episodes`` episodes of the deterministic policy (the Gaussian's mean, squashed).
-
-    ``envs``: a VectorEnv with NEXT_STEP autoreset; each sub-environment plays episodes until
-    ``episodes`` have ended in all.
-    """
-    n = envs.num_envs
-    obs, _ = envs.reset(seed=seed)
-    hidden = agent.initial_hidden(n)
-    ret, prev_done, returns = np.zeros(n), np.zeros(n, bool), []
-    while len(returns) < episodes:
-        action, next_hidden = agent.act(obs, hidden, eval_mode=True)
-        obs, reward, terminated, truncated, _ = envs.step(action)
-        ret += np.where(prev_done, 0.0, reward)
-        done = ~prev_done & (terminated | truncated)
-        returns += ret[done].tolist()
-        ret[done] = 0.0
-        hidden = torch.where(torch.as_tensor(prev_done, device=agent.device)[:, None], 0.0, next_hidden)
-        prev_done = done
-    return np.asarray(returns[:episodes])

@@ -1,4 +1,4 @@
-"""Actor and quantile critic networks (paper III-D, DESIGN 6).
+"""Actor and quantile critic networks (paper III-D).
 
 Both are built from a :class:`Torso` over a configurable set of observation keys: image keys
 (uint8 H x W x C Box) go through a CNN and a linear embedding, vector keys are flattened and concatenated,
@@ -210,8 +210,8 @@ class QuantileCritic(nn.Module):
     with its own CNN and GRU.
 
     Paper: III-D gives the critic proprio + global features (no image); V-C describes the asymmetric
-    critic as using "local (image and proprioceptive data) and global features". We follow III-D and
-    DESIGN 6; adding "image" to ``critic_keys`` gives the V-C reading (the critic then gets its own CNN).
+    critic as using "local (image and proprioceptive data) and global features". We follow III-D;
+    adding "image" to ``critic_keys`` gives the V-C reading (the critic then gets its own CNN).
     """
 
     def __init__(self, space: spaces.Dict, action_dim: int, cfg: AgentConfig):

@@ -1,8 +1,10 @@
-"""The presets, in one place (DESIGN 9): ``paper``, ``cpu``, ``smoke``.
+"""The presets, in one place: ``paper``, ``cpu``, ``smoke``; and :func:`resolve`, the one place a run's
+configuration is resolved.
 
 ``paper`` holds every number of paper III-D, III-E and IV-B, each with its section. ``cpu`` is sized to
 learn on a 2-core laptop in hours; ``smoke`` runs in seconds (tests and CI). Variants (paper V-C) apply on
-top of any preset: ``get_preset("cpu", variant="no_rnn")``.
+top of any preset: ``get_preset("cpu", variant="no_rnn")``. A run trains ``resolve(preset, variant,
+overrides, observation_space, reward_terms)``, recorded in its ``config.json``.
 """
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ class Preset:
     def from_dict(cls, d: dict) -> Preset:
         """The preset :meth:`to_dict` wrote (a run's ``config.json``), lists back to tuples. Fields the
         current code added since keep their defaults; a field the current code no longer has raises."""
+        missing = [k for k in ("name", "variant", "agent", "replay", "train") if not isinstance(d, dict) or k not in d]
+        if missing:
+            raise ValueError(f"saved preset: no {', '.join(map(repr, missing))} entry (not a preset of gtvision)")
         sections = {}
         for name, kind in (("agent", AgentConfig), ("replay", ReplayConfig), ("train", TrainConfig)):
             fields = {f.name for f in dataclasses.fields(kind)}
@@ -58,7 +63,7 @@ def _paper() -> tuple[AgentConfig, ReplayConfig, TrainConfig]:
         alpha=0.01,                                               # IV-B: entropy coefficient
         actor_lr=2.5e-5, critic_lr=2.5e-5,                        # IV-B: Adam, one learning rate
         augment=True, max_shift_px=4,                             # III-E, IV-B: random shift, mirrored padding
-        tau=0.005, kappa=1.0,                                     # DESIGN 6 (not in the paper)
+        tau=0.005, kappa=1.0,                                     # not in the paper: SAC's and QR-SAC's
     )
     replay = ReplayConfig(
         capacity=5_000_000,                                       # IV-B: 5 million samples
@@ -118,4 +123,57 @@ def get_preset(name: str, variant: str = "asymmetric") -> Preset:
     return Preset(name, variant, agent, replay, train)
 
 
-__all__ = ["PRESET_NAMES", "VARIANTS", "Preset", "get_preset"]
+def apply_overrides(preset: Preset, overrides: dict) -> Preset:
+    """``preset`` with ``{"section.field": value}`` changed; unknown sections or fields, and values of the wrong
+    type or range (``config.check_fields``), raise ``ValueError`` naming the valid ones. A variant's own fields
+    may not be overridden (that would undo the ablation)."""
+    sections = {"agent": preset.agent, "replay": preset.replay, "train": preset.train}
+    if preset.variant != "asymmetric" and overrides:  # the fields a variant sets are what it ablates
+        base = get_preset(preset.name, "asymmetric")
+        ablated = {f"{name}.{f.name}": getattr(section, f.name) for name, section in sections.items()
+                   for f in dataclasses.fields(section) if getattr(section, f.name) != getattr(getattr(base, name), f.name)}
+        clash = [f"{key}={ablated[key]!r}" for key in overrides if key in ablated]
+        if clash:
+            raise ValueError(f"variant {preset.variant!r} sets {', '.join(clash)}; overriding it would undo the "
+                             "ablation")
+    for key, value in overrides.items():
+        section, _, name = key.partition(".")
+        if section not in sections:
+            raise ValueError(f"override {key!r}: unknown section {section!r}; valid: {', '.join(sections)}")
+        fields = [f.name for f in dataclasses.fields(sections[section])]
+        if name not in fields:
+            raise ValueError(f"override {key!r}: {section} has no field {name!r}; valid: {', '.join(fields)}")
+        if isinstance(value, list):
+            value = tuple(value)
+        sections[section] = dataclasses.replace(sections[section], **{name: value})
+    return dataclasses.replace(preset, **sections)
+
+
+def keys_for_space(preset: Preset, space) -> Preset:
+    """The preset with the actor and the critic on every observation key when ``space`` lacks the keys
+    it names (a Box task such as Pendulum-v1, or a Dict without the racing keys): a generic task has
+    no local / global split to make asymmetric."""
+    import gymnasium as gym
+
+    names = set(space.spaces) if isinstance(space, gym.spaces.Dict) else {"obs"}
+    wanted = set(preset.agent.actor_keys or ()) | set(preset.agent.critic_keys or ())
+    if wanted <= names:
+        return preset
+    return dataclasses.replace(preset, agent=dataclasses.replace(preset.agent, actor_keys=None, critic_keys=None))
+
+
+def resolve(name: str, variant: str = "asymmetric", overrides: dict | None = None, observation_space=None,
+            reward_terms: bool = True) -> Preset:
+    """The configuration a run trains with, resolved once (and recorded in its ``config.json``): preset
+    ``name`` with ``variant``, then ``overrides`` (:func:`apply_overrides`), then fitted to the task: the actor
+    and the critic on every key of an ``observation_space`` without the racing keys (:func:`keys_for_space`),
+    and no penalty ramp without ``reward_terms`` to reweigh (another task's reward has no penalties)."""
+    preset = apply_overrides(get_preset(name, variant), overrides or {})
+    if observation_space is not None:
+        preset = keys_for_space(preset, observation_space)
+    if preset.train.penalty_ramp_epochs > 0 and not reward_terms:
+        preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, penalty_ramp_epochs=0))
+    return preset
+
+
+__all__ = ["PRESET_NAMES", "VARIANTS", "Preset", "apply_overrides", "get_preset", "keys_for_space", "resolve"]

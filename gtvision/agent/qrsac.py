@@ -1,4 +1,8 @@
-"""QR-SAC (paper III-D, IV-B; DESIGN 6): the quantile loss, the target, and the agent.
+"""QR-SAC (paper III-D, IV-B): the quantile loss, the target, and the agent.
+
+The update follows Sony's public QR-SAC: the quantile Huber loss (kappa 1, tau_i = (2i + 1) / 2N); the
+target takes, per sample, the target critic with the lower mean and subtracts alpha log pi(a'|s') from
+every quantile; n-step returns.
 
 The agent's API follows DrQ-v2: ``act(obs, hidden, eval_mode) -> (action, hidden)`` and
 ``update(batch) -> metrics``; ``reinitialise()`` is the network reset of paper III-E.

@@ -1,4 +1,4 @@
-"""R2D2-style sequence replay (paper IV-B, DESIGN 6).
+"""R2D2-style sequence replay (paper IV-B).
 
 One ring buffer per sub-environment ("stream"), so a sequence is a run of consecutive rows of one stream.
 A row is one observation, stored once (images as uint8), with what happened after it:
@@ -38,7 +38,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from ..rewards import combine
 from .config import ReplayConfig
+from .rollout import episode_ends
 
 
 def available_memory_bytes() -> int:
@@ -190,7 +192,7 @@ class SequenceReplay:
             "truncated": truncated[local], "first": self.next_first[idx[local]], "last": np.zeros(len(local), bool),
             **extra,
         })
-        done = keep & (terminated | truncated)
+        done = episode_ends(self.prev_done[idx], terminated, truncated)
         ended = np.flatnonzero(done)
         if len(ended):  # the episode's final observation, returned with terminated / truncated
             z = np.zeros(len(ended), bool)
@@ -258,7 +260,7 @@ class SequenceReplay:
             if "reward_terms" not in s:
                 raise ValueError("reward_weights needs a replay that stores the reward's terms "
                                  "(reward_terms=K)")
-            data["reward"] = s["reward_terms"][rows] @ np.asarray(reward_weights, np.float32)
+            data["reward"] = combine(s["reward_terms"][rows], reward_weights)
         ret, disc, boot = n_step_targets(data["reward"], data["terminated"], data["truncated"], self.config.burn_in,
                                          self.config.seq_len, self.n_step, self.gamma)
         bi, L = self.config.burn_in, self.config.seq_len

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from ..scenarios import SCENARIO_NAMES
+from ..sim.scenarios import SCENARIO_NAMES
 
 ENV_IDS = {name: f"gtvision/{name.capitalize()}-v0" for name in SCENARIO_NAMES}
 """Scenario name -> registered gymnasium id."""
@@ -35,6 +35,33 @@ for _name, _id in ENV_IDS.items():
     if _id not in gym.registry:
         gym.register(id=_id, entry_point="gtvision.env.racing:RacingEnv",
                      vector_entry_point="gtvision.env.racing:RacingVectorEnv", kwargs={"scenario": _name})
+
+
+
+def reward_config(env_id: str, env_kwargs: dict | None = None):
+    """The ``gtvision.rewards.RewardConfig`` of the racing environment ``env_id`` made with ``env_kwargs`` (its
+    ``reward`` keyword, else the paper's weights); None when ``env_id`` is not one of :data:`ENV_IDS` (another
+    task's reward has no terms to weigh). A vector environment's ``envs.spec.id`` and ``envs.spec.kwargs``
+    name it."""
+    if env_id not in ENV_IDS.values():
+        return None
+    from ..rewards import RewardConfig
+    return RewardConfig.from_value((env_kwargs or {}).get("reward"))
+
+
+def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[gym.Space, gym.Space]:
+    """(observation space, action space) of one sub-environment of ``gymnasium.make_vec(env_id, **env_kwargs)``;
+    for the racing ids without building a simulator."""
+    env_kwargs = env_kwargs or {}
+    if env_id in ENV_IDS.values():
+        from .racing import IMAGE_SIZE, action_space, observation_space
+        return observation_space(env_kwargs.get("image_size", IMAGE_SIZE)), action_space()
+    envs = gym.make_vec(env_id, num_envs=1, **env_kwargs)
+    try:
+        return envs.single_observation_space, envs.single_action_space
+    finally:
+        envs.close()
+
 
 _LAZY = {
     "RacingEnv": "racing", "RacingVectorEnv": "racing", "RaceBatch": "racing", "observation_space": "racing",

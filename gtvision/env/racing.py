@@ -45,8 +45,8 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from ..rewards import TERM_NAMES, RewardConfig, reward_terms, weighted_sum
-from ..scenarios import get_scenario
+from ..rewards import TERM_NAMES, RewardConfig, combine, reward_terms, stack_terms, weight_vector
+from ..sim.scenarios import get_scenario
 from ..sim import core
 from ..sim.biai import BIAIConfig, biai_controls, driving_plan
 from ..sim.render import CameraConfig, render_ego
@@ -121,20 +121,11 @@ class RaceBatch:
                  render_size: tuple = VIDEO_SIZE, device="cpu", reward: RewardConfig | None = None,
                  compile: bool = False):
         sc = get_scenario(scenario)
-        reward = RewardConfig() if reward is None else reward
         image_size = _check_size("image_size", image_size, 8)
         if not (isinstance(render_size, (tuple, list)) and len(render_size) == 2):
             raise ValueError(f"render_size must be (rows, columns), got {render_size!r}")
         render_size = tuple(_check_size("render_size", v, 8) for v in render_size)
-        if isinstance(reward, dict):  # e.g. from the command line: --env-arg 'reward={"lambda_w": 2.0}'
-            valid = [f.name for f in dataclasses.fields(RewardConfig)]
-            unknown = sorted(set(reward) - set(valid))
-            if unknown:
-                raise ValueError(f"reward: unknown weights {unknown}; valid: {', '.join(valid)}")
-            reward = RewardConfig(**reward)
-        if not isinstance(reward, RewardConfig):
-            raise TypeError(f"reward must be a gtvision.rewards.RewardConfig or a dict of its fields, "
-                            f"got {type(reward).__name__}")
+        reward = RewardConfig.from_value(reward)  # a dict too: --env-arg 'reward={"lambda_w": 2.0}'
         self.scenario = sc.name
         self.device = _device(device)
         self.params = core.make_params(sc.track, sc.car, laps=episode.laps, device=self.device,
@@ -143,6 +134,8 @@ class RaceBatch:
         self.plan = driving_plan(self.track, self.params.car)
         self.episode = episode
         self.reward_cfg = reward
+        self.reward_weights = weight_vector(reward)
+        """(8,) the weights of the terms (``gtvision.rewards.combine``)."""
         self.num_races = _check_size("num_envs", num_races, 1)
         self.num_cars = episode.num_cars
         self.camera = CameraConfig(height_px=image_size, width_px=image_size)
@@ -221,7 +214,7 @@ class RaceBatch:
         self.vertical = vertical
         terms = reward_terms(prev, state, self.steer_hist[:, :3], self.opponents, self.track.length_m,
                              self.reward_cfg, ego=LEARNER)
-        reward = weighted_sum(terms, self.reward_cfg)
+        reward = combine(stack_terms(terms), self.reward_weights)
         progress = state.progress_m[:, LEARNER]
         moved = progress > self.stuck_ref_m + STUCK_PROGRESS_M
         self.stuck_ref_m = torch.where(moved, progress, self.stuck_ref_m)

@@ -13,7 +13,7 @@ GT7's BIAI is an in-game model-predictive driver (paper IV-C). Ours is the class
    in a pack, and a lower speed off the racing line where the corner is tighter.
 
 Alone on track it laps clean 3-8% slower than the QSS minimum (``pace``), like GT7's AI against
-top humans (DESIGN section 3).
+top humans.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ Timing (paper III-B): physics runs at 60 Hz, control at 10 Hz. Within a control 
 throttle/brake is held for the 6 ticks (zero-order hold) and the steering angle is linearly
 interpolated from its value at the previous control step to the new commanded one.
 
-Controls, per car, in the agent's action space (DESIGN section 4):
+Controls, per car, in the agent's action space (paper III-B; ``gtvision.env`` uses the same):
 
 =========  =======================================================================================
 index      meaning

@@ -1,4 +1,5 @@
-"""Whole races: a grid of cars driven by the BIAI (and, later, by agents), results and videos.
+"""Whole races of the built-in AI: a grid of BIAI cars, results and videos. (An agent races in
+``gtvision.evaluation``, whose recordings are :class:`RaceLog` too and draw with :func:`write_race_video`.)
 
 ``run_race`` is what ``gtvision race`` and notebook 01 call. Many races run batched: every tensor has
 leading axes ``[races, cars]``.
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..scenarios import get_scenario
+from .scenarios import get_scenario
 from . import core
 from .biai import BIAIConfig, biai_controls, driving_plan
 

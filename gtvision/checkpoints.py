@@ -1,0 +1,198 @@
+"""Run directories and their checkpoints: writing (atomic), listing, validating and loading.
+
+Training writes them and evaluation reads them; neither imports the other, both import this module.
+
+A run directory of ``gtvision train``::
+
+    RUN/config.json                       {"run": the RunConfig, "env_id", "num_envs", "epochs",
+                                           "preset": the resolved preset}
+    RUN/metrics.jsonl                     one record per epoch
+    RUN/checkpoints/epoch_NNNNNN/         one checkpoint:
+        trainer.pt                        the trainer's state_dict (networks under "agent", optimisers,
+                                          targets, counters, RNG states, environments, episodes)
+        replay/                           the replay buffer, when the run saves it
+        meta.json                         {"format", "epoch", "env_steps", "run": the run's identity, "replay"}
+        COMPLETE                          written last: a checkpoint without it is ignored
+
+A checkpoint is written to a temporary directory, renamed into place by ``os.replace`` and then marked
+``COMPLETE``, so a process killed at any point leaves the previous checkpoints loadable. A directory that
+is not a run or a checkpoint of this project is refused with :class:`NotARunError`, naming what is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_FORMAT = "gtvision-checkpoint-1"
+"""Written in every checkpoint's ``meta.json``; anything else is refused as foreign."""
+COMPLETE = "COMPLETE"
+"""Marker file written last: a checkpoint directory without it is incomplete and ignored."""
+CONFIG = "config.json"
+"""A run directory's configuration file."""
+TRAINER = "trainer.pt"
+"""A checkpoint's trainer state."""
+RUN_CONFIG_KEYS = ("run", "preset")
+"""Entries every run's ``config.json`` holds (the RunConfig and the resolved preset)."""
+
+
+class NotARunError(ValueError):
+    """A directory is not a run, or not a checkpoint, of gtvision (the message says what is missing)."""
+
+
+# ---------------------------------------------------------------------------- reading runs
+
+def read_run_config(run_dir: str | os.PathLike) -> dict:
+    """The ``config.json`` of run directory ``run_dir``; :class:`NotARunError` when it is missing, unreadable
+    or not a run's (it lacks ``run`` or ``preset``)."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise NotARunError(f"{run_dir}: no run there ({CONFIG} is missing)")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise NotARunError(f"{path} is not a gtvision run's configuration: unreadable ({e})") from e
+    missing = [k for k in RUN_CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise NotARunError(f"{path} is not a gtvision run's configuration: no {' or '.join(map(repr, missing))} "
+                           "entry (a run's config.json holds the RunConfig under 'run' and the resolved preset "
+                           "under 'preset')")
+    return config
+
+
+def run_preset(run_dir: str | os.PathLike):
+    """The resolved preset a run trained with (its ``config.json``), even if the named preset changed since."""
+    from .agent.presets import Preset
+    return Preset.from_dict(read_run_config(run_dir)["preset"])
+
+
+def complete_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The run's complete checkpoint directories, oldest first."""
+    root = Path(run_dir) / "checkpoints"
+    return sorted(p for p in root.glob("epoch_*") if (p / COMPLETE).exists()) if root.exists() else []
+
+
+def resolve(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(checkpoint directory, run directory) of ``path``: a checkpoint (``RUN/checkpoints/epoch_N``) or a run
+    directory (its newest complete checkpoint). :class:`NotARunError` names what is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise NotARunError(f"{path} is not a checkpoint or a run directory: no such directory")
+    if (path / CONFIG).exists() or (path / "checkpoints").exists():  # a run directory: its newest checkpoint
+        read_run_config(path)
+        found = complete_checkpoints(path)
+        if not found:
+            raise NotARunError(f"{path} holds no complete checkpoint (expected {path}/checkpoints/epoch_N/{COMPLETE})")
+        path = found[-1]
+    if not (path / TRAINER).is_file():
+        raise NotARunError(f"{path} is not a checkpoint of a gtvision run: {TRAINER} is missing (expected "
+                           f"RUN/checkpoints/epoch_N/{TRAINER} and RUN/{CONFIG})")
+    run_dir = path.parent.parent
+    read_run_config(run_dir)
+    return path, run_dir
+
+
+def load_state(path: str | os.PathLike, map_location: str | torch.device | None = None) -> dict:
+    """The trainer state of checkpoint ``path``; ``ValueError`` when the file cannot be read."""
+    try:
+        return torch.load(Path(path) / TRAINER, weights_only=False, map_location=map_location)
+    except Exception as e:  # noqa: BLE001  (a truncated or foreign file fails in many ways)
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is corrupt") from e
+
+
+def load_actor(path: str | os.PathLike, observation_space, action_space, device: str = "cpu"):
+    """The actor of checkpoint ``path`` (or of a run's newest) as an acting-only ``QRSACAgent`` built from the
+    run's saved resolved preset."""
+    from .agent.qrsac import QRSACAgent
+
+    path, run_dir = resolve(path)
+    preset = run_preset(run_dir)
+    agent = QRSACAgent(observation_space, action_space, preset.agent, device, burn_in=preset.replay.burn_in,
+                       acting_only=True)
+    agent.actor.load_state_dict(load_state(path, map_location=device)["agent"]["actor"])
+    return agent
+
+
+def latest_for_resume(run_dir: str | os.PathLike, identity: dict) -> Path:
+    """The newest complete checkpoint of ``run_dir``, checked to be this project's and made by the run whose
+    identity (the RunConfig fields that define what it trains) is ``identity``; ``ValueError`` otherwise."""
+    run_dir = Path(run_dir)
+    checkpoints = complete_checkpoints(run_dir)
+    if not checkpoints:
+        raise ValueError(f"--resume {run_dir}: no complete checkpoint in {run_dir / 'checkpoints'}")
+    path = checkpoints[-1]
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"checkpoint {path}: meta.json unreadable ({e}); it is corrupt") from e
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("run") != identity:
+        raise ValueError(f"checkpoint {path} is foreign: format {meta.get('format')!r} (expected "
+                         f"{CHECKPOINT_FORMAT!r}) or made by another configuration")
+    return path
+
+
+# ---------------------------------------------------------------------------- writing
+
+def save(trainer, run_dir: str | os.PathLike, identity: dict, keep: int, with_replay: bool = False) -> Path:
+    """Write ``run_dir/checkpoints/epoch_NNNNNN`` for ``trainer`` (its ``state_dict``, its ``replay`` when
+    ``with_replay``) atomically and keep the newest ``keep`` complete checkpoints.
+
+    The files go to a temporary directory, which ``os.replace`` renames into place; the ``COMPLETE``
+    marker is written last. A process killed at any point leaves the previous checkpoints loadable.
+    """
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"epoch_{trainer.epoch:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    torch.save(trainer.state_dict(), tmp / TRAINER)
+    if with_replay:
+        trainer.replay.save(tmp / "replay")
+    write_atomic(tmp / "meta.json", json.dumps({"format": CHECKPOINT_FORMAT, "epoch": trainer.epoch,
+                                                "env_steps": trainer.env_steps, "run": identity,
+                                                "replay": with_replay}, indent=2))
+    fsync_dir(tmp)
+    if final.exists():  # an incomplete leftover of a killed run at this epoch
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_atomic(final / COMPLETE, "")
+    fsync_dir(root)
+    for old in complete_checkpoints(run_dir)[:-max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    for leftover in root.glob(".tmp-*"):
+        if leftover != tmp:
+            shutil.rmtree(leftover, ignore_errors=True)
+    return final
+
+
+def restore(trainer, path: str | os.PathLike):
+    """Restore ``trainer`` (and its replay, when the checkpoint holds one) from checkpoint ``path``."""
+    path = Path(path)
+    state = load_state(path)
+    trainer.load_state_dict(state)
+    if (path / "replay").exists():
+        trainer.replay.load(path / "replay")
+        if state.get("envs") is None:  # the environments start new episodes: cut the stored ones
+            trainer.replay.restart_streams(range(trainer.replay.num_envs))
+
+
+def write_atomic(path: str | os.PathLike, text: str):
+    """Write ``text`` to ``path`` through a temporary file renamed into place (never half a file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def fsync_dir(path: str | os.PathLike):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
