@@ -1,8 +1,14 @@
-"""The command line: the main job on a tiny budget, the benchmark's bookkeeping, and bad input."""
+"""The command line: the main job on a tiny budget, the benchmarks' bookkeeping (on a clock the test controls), and
+bad input."""
+import multiprocessing
+import statistics
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import gymnasium
 import pytest
+import torch
 
 from gtvision import bench, cli
 
@@ -27,19 +33,111 @@ def test_unknown_scenario_names_the_valid_ones():
     assert "tokyo" in proc.stderr and "spa" in proc.stderr and "sarthe" in proc.stderr
 
 
-def test_bench_counts_agent_steps_of_every_race():
-    row = bench.sim_agent_steps_per_s(num_races=2, steps=2, scenario="tokyo")
-    assert row["races"] == 2
-    assert row["agent_steps_per_s"] > 0
-    assert row["sim_ms_per_step"] > 0 and row["render_ms_per_step"] > 0
+# ---------------------------------------------------------------------------- a clock the test controls
+
+SIM_S, RENDER_S, BIAI_S = 4e-3, 1.5e-3, 1e-3
+"""Seconds per race and agent-step that the controlled clock charges to ``core.step``, the renderer and
+the BIAI: a benchmark that reads it must report exactly these."""
 
 
-def test_bench_splits_the_races_over_worker_processes():
-    row = bench.sim_agent_steps_per_s(num_races=5, steps=2, scenario="tokyo", processes=2)  # 3 + 2 races
+class _Clock:
+    """A ``perf_counter`` that stands still except when a charged function runs."""
+
+    def __init__(self):
+        self.now_s = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now_s
+
+    def charging(self, fn, seconds):
+        """``fn`` that advances the clock by ``seconds(*args)`` after each call."""
+        def charged(*args, **kwargs):
+            out = fn(*args, **kwargs)
+            self.now_s += seconds(*args)
+            return out
+        return charged
+
+
+def _controlled_clock(setattr) -> _Clock:
+    """Time ``gtvision.bench`` by a :class:`_Clock` on which the real simulator's agent-step of R races costs
+    R x (``SIM_S`` in ``core.step`` + ``RENDER_S`` rendering + ``BIAI_S`` in the BIAI)."""
+    clock = _Clock()
+    setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    setattr(bench.core, "step", clock.charging(bench.core.step, lambda state, *_: SIM_S * state.num_races))
+    setattr(bench, "render_ego", clock.charging(bench.render_ego, lambda track, x, *_: RENDER_S * x.shape[0]))
+    setattr(bench, "biai_controls", clock.charging(bench.biai_controls,
+                                                   lambda state, *_: BIAI_S * state.num_races))
+    return clock
+
+
+def _run_under_controlled_clock(target, *args):
+    """A worker process's target, run on the controlled clock (spawned workers import bench afresh)."""
+    _controlled_clock(setattr)
+    return target(*args)
+
+
+class _ClockedContext:
+    """A multiprocessing context whose processes run their target under the controlled clock."""
+
+    def __init__(self, ctx):
+        self._ctx = ctx
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def Process(self, target, args=(), **kwargs):
+        return self._ctx.Process(target=_run_under_controlled_clock, args=(target, *args), **kwargs)
+
+
+def test_bench_counts_agent_steps_of_every_race(monkeypatch):
+    _controlled_clock(monkeypatch.setattr)
+    races, steps = 2, 3
+    row = bench.sim_agent_steps_per_s(num_races=races, steps=steps, scenario="tokyo")
+    assert row["races"] == races and row["processes"] == 1
+    step_s = races * (SIM_S + RENDER_S + BIAI_S)  # the two warm-up steps are not timed
+    assert row["agent_steps_per_s"] == pytest.approx(races * steps / (steps * step_s))
+    assert row["sim_ms_per_step"] == pytest.approx(1e3 * races * SIM_S)
+    assert row["render_ms_per_step"] == pytest.approx(1e3 * races * RENDER_S)
+    assert row["biai_ms_per_step"] == pytest.approx(1e3 * races * BIAI_S)
+
+
+def test_bench_splits_the_races_over_worker_processes(monkeypatch):
+    real_get_context = multiprocessing.get_context
+    monkeypatch.setattr(multiprocessing, "get_context",
+                        lambda method=None: _ClockedContext(real_get_context(method)))
+    steps = 2
+    row = bench.sim_agent_steps_per_s(num_races=5, steps=steps, scenario="tokyo", processes=2)  # 3 + 2 races
     assert row["races"] == 5 and row["processes"] == 2
-    assert row["agent_steps_per_s"] > 0 and row["sim_ms_per_step"] > 0 and row["render_ms_per_step"] > 0
+    # every race in exactly one worker: the rate is all 5 races' steps over the slowest worker's (3 races)
+    # time, and the split is the mean of the workers' (3 + 2 races) / 2
+    slowest_step_s = 3 * (SIM_S + RENDER_S + BIAI_S)
+    assert row["agent_steps_per_s"] == pytest.approx(5 * steps / (steps * slowest_step_s))
+    assert row["sim_ms_per_step"] == pytest.approx(1e3 * 2.5 * SIM_S)
+    assert row["render_ms_per_step"] == pytest.approx(1e3 * 2.5 * RENDER_S)
+    # the columns add up to the (slowest worker's) agent-step
+    parts_ms = row["sim_ms_per_step"] + row["render_ms_per_step"] + row["biai_ms_per_step"]
+    assert parts_ms == pytest.approx(1e3 * slowest_step_s)
     with pytest.raises(ValueError, match="processes must be in 1..races; got processes=3, races=2"):
         bench.sim_agent_steps_per_s(num_races=2, steps=2, processes=3)
+
+
+def test_bench_sim_rates_every_race_count_against_carracing_measured_in_the_same_run(monkeypatch):
+    clock = _controlled_clock(monkeypatch.setattr)
+    real_make = gymnasium.make
+
+    def make(env_id, **kwargs):  # CarRacing-v3 at 64 steps per second of the controlled clock
+        env = real_make(env_id, **kwargs)
+        env.step = clock.charging(env.step, lambda *_: 1 / 64)
+        return env
+
+    monkeypatch.setattr(gymnasium, "make", make)
+    rows = bench.bench_sim(races=(1, 2), steps=1, carracing_seconds=0.25)
+    assert [r["races"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["carracing_steps_per_s"] == pytest.approx(64.0)
+        # R races cost R times one race's step: the same rate of agent-steps at every R
+        assert r["agent_steps_per_s"] == pytest.approx(1 / (SIM_S + RENDER_S + BIAI_S))
+        assert r["ratio_vs_carracing"] == pytest.approx(r["agent_steps_per_s"] / 64.0)
 
 
 def test_scenarios_follow_table_one():
@@ -51,9 +149,26 @@ def test_scenarios_follow_table_one():
         get_scenario("monza")
 
 
-def test_bench_env_times_make_vec_next_to_the_same_races_in_the_bare_simulator():
-    (row,) = bench.bench_env(races=(2,), steps=2, scenario="spa")
-    assert row["races"] == 2 and row["env_agent_steps_per_s"] > 0 and row["sim_agent_steps_per_s"] > 0
+def test_bench_env_times_make_vec_next_to_the_same_races_in_the_bare_simulator(monkeypatch):
+    # on the controlled clock, the bare simulator's and the environment's steps take these seconds: two
+    # slow warm-up steps, then three whose median differs from their mean
+    sim_s, env_s = [9.0, 9.0, 0.020, 0.021, 0.060], [9.0, 9.0, 0.030, 0.050, 0.031]
+    clock = _Clock()
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(bench._BareSim, "step", clock.charging(bench._BareSim.step, lambda sim, k: sim_s[k]))
+    real_make_vec, env_steps = gymnasium.make_vec, iter(env_s)
+
+    def make_vec(env_id, **kwargs):
+        envs = real_make_vec(env_id, **kwargs)
+        envs.step = clock.charging(envs.step, lambda *_: next(env_steps))
+        return envs
+
+    monkeypatch.setattr(gymnasium, "make_vec", make_vec)
+    (row,) = bench.bench_env(races=(2,), steps=3, scenario="spa")
+    assert row["races"] == 2
+    assert row["sim_ms_per_step"] == pytest.approx(21.0) and row["env_ms_per_step"] == pytest.approx(31.0)
+    assert row["sim_agent_steps_per_s"] == pytest.approx(2 / 0.021)
+    assert row["env_agent_steps_per_s"] == pytest.approx(2 / 0.031)
     assert row["overhead"] == pytest.approx(row["env_ms_per_step"] / row["sim_ms_per_step"] - 1)
     args = cli.build_parser().parse_args(["bench", "env", "--races", "8", "16"])
     assert args.what == "env" and args.races == [8, 16]
