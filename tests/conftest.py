@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: one torch thread, and flat test ovals."""
+"""Fixtures shared by the test modules: one torch thread, and flat test ovals; and helpers that put cars
+on a track (``from conftest import place_cars, pose_at``)."""
 from __future__ import annotations
 
 import math
@@ -33,3 +34,28 @@ def make_oval():
             segments=(("S", STRAIGHT_M), turn, ("S", STRAIGHT_M), turn), width_m=width_m,
             runoff_m=(runoff_m, runoff_m), **spec))
     return make
+
+
+def pose_at(track, s_m, lat_m, yaw_offset_rad=0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """World pose ``(x, y, yaw)`` of cars at arc length ``s_m`` and lateral offset ``lat_m`` (tensors of
+    one shape), heading along the track plus ``yaw_offset_rad`` (broadcast to that shape)."""
+    s = torch.as_tensor(s_m, dtype=torch.float32)
+    lat = torch.as_tensor(lat_m, dtype=torch.float32)
+    x, y, _ = track.point_at(s, lat)
+    yaw = track.heading_rad[track.station_of_s(s)] + torch.as_tensor(yaw_offset_rad, dtype=torch.float32)
+    return x, y, yaw
+
+
+def place_cars(state, track, s_m, lat_m, yaw_offset_rad=0.0, speed_mps=None):
+    """``state`` with every car at arc length ``s_m`` / lateral offset ``lat_m`` (broadcast to (R, C)),
+    heading along the track plus ``yaw_offset_rad``, moving straight ahead (no slip, no yaw rate) at
+    ``speed_mps``; without ``speed_mps`` each car keeps its speed."""
+    shape = state.x.shape
+    s = torch.as_tensor(s_m, dtype=torch.float32).expand(shape).clone()
+    lat = torch.as_tensor(lat_m, dtype=torch.float32).expand(shape).clone()
+    x, y, yaw = pose_at(track, s, lat, torch.as_tensor(yaw_offset_rad, dtype=torch.float32).expand(shape))
+    out = state.replace(x=x, y=y, yaw=yaw, s_m=s, lat_m=lat, station=track.station_of_s(s),
+                        progress_m=s.clone(), vy=torch.zeros(shape), yaw_rate=torch.zeros(shape))
+    if speed_mps is not None:
+        out = out.replace(vx=torch.as_tensor(speed_mps, dtype=torch.float32).expand(shape).clone())
+    return out

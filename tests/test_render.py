@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import pose_at
 from gtvision.sim.render import CameraConfig, render_ego
 from gtvision.sim.track import Surface, TrackSpec, build_track
 
@@ -50,17 +51,10 @@ def hilly():
                                       (0.9, 0.0))))
 
 
-def _place(track, s, lat, yaw_offset=0.0):
-    """World (x, y, yaw) of cars at arc lengths s and lateral offsets lat: (1, C) tensors."""
-    s = torch.as_tensor(s, dtype=torch.float32)
-    lat = torch.as_tensor(lat, dtype=torch.float32)
-    x, y, _ = track.point_at(s, lat)
-    yaw = track.heading_rad[track.station_of_s(s)] + yaw_offset
-    return x[None], y[None], yaw[None]
-
-
 def _render(track, s, lat, cfg, yaw_offset=0.0, colors=None):
-    x, y, yaw = _place(track, s, lat, yaw_offset)
+    """The view of car 0 of one race whose cars are at arc lengths ``s`` / offsets ``lat`` ((C,) each)."""
+    x, y, yaw = pose_at(track, s, lat, yaw_offset)
+    x, y, yaw = x[None], y[None], yaw[None]  # one race: (1, C)
     img = render_ego(track, x, y, yaw, torch.tensor([0]), CAR_L, CAR_W, CAR_H, cfg, colors=colors)
     return img[0].numpy().astype(np.int32)
 

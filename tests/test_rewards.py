@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from conftest import place_cars
 from gtvision import rewards
 from gtvision.rewards import RewardConfig
 from gtvision.sim import core
@@ -23,20 +24,6 @@ def oval(make_oval):
     """A flat oval: two 2 km straights, 14 m wide, 10 m of tarmac run-off (no extra drag)."""
     return make_oval("oval_tarmac", width_m=14.0, runoff_m=10.0,
                      runoff_surface=(Surface.TARMAC_RUNOFF, Surface.TARMAC_RUNOFF))
-
-
-def _place(state, track, s_m, lat_m, yaw_offset_rad=0.0, speed_mps=0.0):
-    """Every car at arc length ``s_m`` / offset ``lat_m`` (broadcast to (R, C)), heading along the
-    track plus ``yaw_offset_rad``, moving at ``speed_mps`` along its heading."""
-    shape = state.x.shape
-    s = torch.as_tensor(s_m, dtype=torch.float32).expand(shape).clone()
-    lat = torch.as_tensor(lat_m, dtype=torch.float32).expand(shape).clone()
-    x, y, _ = track.point_at(s, lat)
-    station = track.station_of_s(s)
-    yaw = track.heading_rad[station] + torch.as_tensor(yaw_offset_rad, dtype=torch.float32).expand(shape)
-    speed = torch.as_tensor(speed_mps, dtype=torch.float32).expand(shape).clone()
-    return state.replace(x=x, y=y, yaw=yaw, s_m=s, lat_m=lat, station=station, progress_m=s.clone(),
-                         vx=speed, vy=torch.zeros(shape), yaw_rate=torch.zeros(shape))
 
 
 def _t(*values):
@@ -149,7 +136,7 @@ def test_three_tyres_off_track_for_a_second_in_the_simulator(oval):
                       reverse=True)
     edge = float(oval.width_left_m[0])
     lat0 = edge - 0.5 * (tyre_lat[2] + tyre_lat[3])  # midway between the 3rd and 4th tyre's reach
-    state = _place(core.reset(params, 1, 1), oval, 300.0, lat0, psi, speed_mps=20.0)
+    state = place_cars(core.reset(params, 1, 1), oval, 300.0, lat0, psi, speed_mps=20.0)
     total, speeds = 0.0, []
     for _ in range(10):
         now = core.step(state, torch.zeros(1, 1, 2), params)
@@ -167,8 +154,8 @@ def test_a_rear_end_bump_costs_the_squared_closing_speed_and_one_fixed_penalty(o
     params = core.make_params(oval, "alfa_romeo_4c_14")
     car = params.car
     # the learner (car 0) 0.35 m behind car 1, 6 m/s faster
-    state = _place(core.reset(params, 1, 2), oval, torch.tensor([[300.0 - car.length_m - 0.35, 300.0]]), 0.0,
-                   speed_mps=torch.tensor([[26.0, 20.0]]))
+    state = place_cars(core.reset(params, 1, 2), oval, torch.tensor([[300.0 - car.length_m - 0.35, 300.0]]),
+                       0.0, speed_mps=torch.tensor([[26.0, 20.0]]))
     got = []
     for k in range(4):  # the learner coasts into the bump, then brakes away
         now = core.step(state, torch.tensor([[[0.0, 0.0 if k < 2 else -1.0], [0.0, 0.0]]]), params)
@@ -185,8 +172,9 @@ def test_overtaking_across_the_start_line_counts_on_the_closed_course(oval):
     params = core.make_params(oval, "alfa_romeo_4c_14")
     L = oval.length_m
     # the learner 5 m before the line, the opponent 3 m after it: 8 m ahead, not a lap behind
-    prev = _place(core.reset(params, 1, 2), oval, torch.tensor([[L - 5.0, 3.0]]), torch.tensor([[0.0, 3.0]]))
-    now = _place(prev, oval, torch.tensor([[L - 5.0 + 12.0, 3.0 + 2.0]]), torch.tensor([[0.0, 3.0]]))
+    lat = torch.tensor([[0.0, 3.0]])
+    prev = place_cars(core.reset(params, 1, 2), oval, torch.tensor([[L - 5.0, 3.0]]), lat)
+    now = place_cars(prev, oval, torch.tensor([[L - 5.0 + 12.0, 3.0 + 2.0]]), lat)
     # the learner moved 12 m, the opponent 2 m: the gap fell from 8 m to -2 m, 10 m gained
     assert rewards.course_gap_m(now.s_m, now.s_m[:, :1], L)[0, 1].item() == pytest.approx(-2.0, abs=1e-3)
     assert _terms(prev, now, L)["overtaking"].item() == pytest.approx(10.0, abs=1e-3)

@@ -13,6 +13,7 @@ import shutil
 import pytest
 import torch
 
+from conftest import place_cars
 from gtvision.scenarios import SCENARIO_NAMES, get_scenario
 from gtvision.sim import core
 from gtvision.sim.biai import biai_controls, driving_plan
@@ -31,22 +32,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def oval(make_oval):
     """A flat oval: two 2 km straights, 14 m wide, 10 m of grass run-off before the barriers."""
     return make_oval("oval", width_m=14.0, runoff_m=10.0)
-
-
-def _place(state: core.SimState, track, s_m, lat_m, yaw_offset_rad=0.0, speed_mps=None) -> core.SimState:
-    """Put every car at arc length ``s_m`` / lateral offset ``lat_m`` ((R, C) or broadcastable),
-    heading along the track plus ``yaw_offset_rad``, moving straight ahead at ``speed_mps``."""
-    shape = state.x.shape
-    s = torch.as_tensor(s_m, dtype=torch.float32).expand(shape).clone()
-    lat = torch.as_tensor(lat_m, dtype=torch.float32).expand(shape).clone()
-    x, y, _ = track.point_at(s, lat)
-    station = track.station_of_s(s)
-    yaw = track.heading_rad[station] + torch.as_tensor(yaw_offset_rad, dtype=torch.float32).expand(shape)
-    out = state.replace(x=x, y=y, yaw=yaw, s_m=s, lat_m=lat, station=station, progress_m=s.clone(),
-                        vy=torch.zeros(shape), yaw_rate=torch.zeros(shape))
-    if speed_mps is not None:
-        out = out.replace(vx=torch.as_tensor(speed_mps, dtype=torch.float32).expand(shape).clone())
-    return out
 
 
 def _corner_excess_m(state: core.SimState, params: core.SimParams) -> torch.Tensor:
@@ -176,7 +161,7 @@ def test_sarthe_car_aimed_at_the_wall_at_top_speed_stays_inside():
     assert window.abs().max() < 1e-4, "s0 is no longer on a straight"
     state = core.reset(params, 2, 1, initial_speed_mps=95.0)
     yaw_off = torch.tensor([[math.radians(35.0)], [math.radians(-35.0)]])  # race 0 left, race 1 right
-    state = _place(state, track, s0, 0.0, yaw_off, speed_mps=95.0)
+    state = place_cars(state, track, s0, 0.0, yaw_off, speed_mps=95.0)
 
     excess_per_tick = []
     real_tick = core._tick
@@ -204,14 +189,14 @@ def test_sarthe_car_aimed_at_the_wall_at_top_speed_stays_inside():
 
 def test_wall_time_grows_only_in_contact_with_a_barrier(oval):
     params = core.make_params(oval, "alfa_romeo_4c_14")
-    state = _place(core.reset(params, 1, 1, initial_speed_mps=40.0), oval, 300.0, 0.0, speed_mps=40.0)
+    state = place_cars(core.reset(params, 1, 1, initial_speed_mps=40.0), oval, 300.0, 0.0, speed_mps=40.0)
     cruise = _pedal(1, 1, 0.0, 0.3)
     for _ in range(30):  # a clean run down the straight
         state = core.step(state, cruise, params)
         assert not state.wall_contact.any()
     assert float(state.wall_time_s) == 0.0
     # drift into the left barrier (17 m from the centerline) at 10 degrees
-    state = _place(state, oval, float(state.s_m), 0.0, math.radians(10.0), speed_mps=30.0)
+    state = place_cars(state, oval, float(state.s_m), 0.0, math.radians(10.0), speed_mps=30.0)
     touched = 0
     for _ in range(60):
         before = float(state.wall_time_s)
@@ -224,7 +209,7 @@ def test_wall_time_grows_only_in_contact_with_a_barrier(oval):
     assert touched > 0 and float(state.wall_time_s) > 0
     # back on the centerline, clear of the wall: the accumulator stops
     held = float(state.wall_time_s)
-    state = _place(state, oval, float(state.s_m), 0.0, speed_mps=30.0)
+    state = place_cars(state, oval, float(state.s_m), 0.0, speed_mps=30.0)
     for _ in range(10):
         state = core.step(state, cruise, params)
     assert not state.wall_contact.any() and float(state.wall_time_s) == held
@@ -257,7 +242,7 @@ def test_off_course_needs_three_of_four_tyres_outside(oval):
         assert sum(t > edge for t in tyres) == n and min(abs(t - edge) for t in tyres) > 0.2
     R = len(cases)
     state = core.reset(params, R, 1)
-    state = _place(state, oval, s0, torch.tensor(lat), torch.tensor(yaw), speed_mps=0.0)
+    state = place_cars(state, oval, s0, torch.tensor(lat), torch.tensor(yaw), speed_mps=0.0)
     state = core.step(state, torch.zeros(R, 1, 2), params)
     expect = torch.tensor([[n >= 3] for _, n in cases])
     assert torch.equal(state.off_course, expect)
@@ -280,8 +265,8 @@ def test_car_contact_accumulators_count_onsets_and_time_in_contact(oval):
     car = params.car
     coast = torch.zeros(1, 2, 2)
     # car 0 ahead, car 1 behind, 100 m apart at the same speed
-    state = _place(core.reset(params, 1, 2, initial_speed_mps=20.0), oval,
-                   torch.tensor([[300.0, 200.0]]), 0.0, speed_mps=20.0)
+    state = place_cars(core.reset(params, 1, 2, initial_speed_mps=20.0), oval,
+                       torch.tensor([[300.0, 200.0]]), 0.0, speed_mps=20.0)
     for _ in range(10):
         state = core.step(state, coast, params)
     assert float(state.car_contact_time_s.max()) == 0.0
@@ -289,8 +274,8 @@ def test_car_contact_accumulators_count_onsets_and_time_in_contact(oval):
 
     # rear car 0.35 m behind, 6 m/s faster: a rear-end bump; then it brakes away
     s_front = float(state.s_m[0, 0])
-    state = _place(state, oval, torch.tensor([[s_front, s_front - car.length_m - 0.35]]), 0.0,
-                   speed_mps=torch.tensor([[20.0, 26.0]]))
+    state = place_cars(state, oval, torch.tensor([[s_front, s_front - car.length_m - 0.35]]), 0.0,
+                       speed_mps=torch.tensor([[20.0, 26.0]]))
     brake_rear = torch.tensor([[[0.0, 0.0], [0.0, -1.0]]])
     for k in range(15):
         state = core.step(state, coast if k < 2 else brake_rear, params)
@@ -312,8 +297,8 @@ def test_car_contact_accumulators_count_onsets_and_time_in_contact(oval):
     # a slow approach (1 m/s, slower than the contact margin per tick) then a sustained push at full
     # throttle: one more onset, not one per tick, and its time accumulates
     s_front = float(state.s_m[0, 0])
-    state = _place(state, oval, torch.tensor([[s_front, s_front - car.length_m - 0.1]]), 0.0,
-                   speed_mps=torch.tensor([[20.0, 21.0]]))
+    state = place_cars(state, oval, torch.tensor([[s_front, s_front - car.length_m - 0.1]]), 0.0,
+                       speed_mps=torch.tensor([[20.0, 21.0]]))
     push = torch.tensor([[[0.0, 0.0], [0.0, 1.0]]])
     for _ in range(10):
         state = core.step(state, push, params)
@@ -432,7 +417,7 @@ def test_acceleration_and_top_speed_match_the_published_figures(oval, car_name):
     car = get_car(car_name)
     params = core.make_params(oval, car)
     # 0-100 km/h from a standstill on the 2 km straight, full throttle
-    state = _place(core.reset(params, 1, 1), oval, 200.0, 0.0, speed_mps=0.0)
+    state = place_cars(core.reset(params, 1, 1), oval, 200.0, 0.0, speed_mps=0.0)
     v100 = 100.0 / 3.6
     t_100 = None
     for _ in range(80):
@@ -451,7 +436,7 @@ def test_acceleration_and_top_speed_match_the_published_figures(oval, car_name):
     # 110% it loses speed (the force balance of engine, drag and rolling resistance in the sim)
     top = car.public_top_speed_kmh / 3.6
     start = torch.tensor([[0.9 * top], [1.1 * top]])
-    state = _place(core.reset(params, 2, 1, initial_speed_mps=start), oval, 200.0, 0.0, speed_mps=start)
+    state = place_cars(core.reset(params, 2, 1, initial_speed_mps=start), oval, 200.0, 0.0, speed_mps=start)
     for _ in range(20):
         state = core.step(state, _pedal(2, 1, 0.0, 1.0), params)
     assert float(state.vx[0, 0]) > float(start[0, 0])
@@ -482,7 +467,7 @@ def test_biai_turns_around_after_a_spin_without_scraping_along_a_barrier():
     # four races of one car: right or left barrier, facing back a little to either side
     lat = torch.tensor([[near_right], [near_right], [near_left], [near_left]])
     yaw_off = torch.tensor([[170.0], [-170.0], [170.0], [-170.0]]).mul(math.pi / 180.0)
-    state = _place(core.reset(params, 4, 1), track, s0, lat, yaw_off, speed_mps=0.0)
+    state = place_cars(core.reset(params, 4, 1), track, s0, lat, yaw_off, speed_mps=0.0)
     for _ in range(400):  # 40 s
         state = core.step(state, biai_controls(state, params, plan), params)
     psi = state.yaw - track.heading_rad[state.station]
@@ -507,7 +492,7 @@ def test_steering_held_past_the_limit_pushes_wide_instead_of_spinning(car_name, 
     (far more than the grip allows), the car slides wide but does not spin."""
     pad = make_oval("pad", width_m=80.0, runoff_m=10.0)
     params = core.make_params(pad, car_name)
-    state = _place(core.reset(params, 1, 1), pad, 300.0, 0.0, speed_mps=40.0)
+    state = place_cars(core.reset(params, 1, 1), pad, 300.0, 0.0, speed_mps=40.0)
     slip = []
     for k in range(20):  # 2 s
         state = core.step(state, _pedal(1, 1, 1.0 if k == 0 else 0.0, 0.0), params)
