@@ -267,22 +267,29 @@ def _learner_batch(agent, preset, seed: int = 0) -> dict:
 
 def update_flops(agent, batch) -> float:
     """Floating-point operations of one ``agent.update(batch)``: the matmuls and convolutions that torch's
-    FlopCounterMode counts, plus the GRUs' (which it does not): 6 (in + H) H per step and row forward,
-    twice that backward where gradients flow."""
+    FlopCounterMode counts, plus the GRUs' where it does not see them (a fused GRU kernel, e.g. cuDNN's):
+    6 (in + H) H per step and row forward, twice that backward where gradients flow. A GRU whose forward
+    the counter did see (CPU: its matmuls) is counted once, by the counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    gru_flops = [0.0]
+    counter = FlopCounterMode(display=False)
+    gru_flops, before = [0.0], {}
+
+    def pre_hook(module, _inputs):
+        before[id(module)] = counter.get_total_flops()
 
     def hook(module, inputs, _output):
+        if counter.get_total_flops() > before.pop(id(module)):
+            return  # the counter saw this GRU's matmuls (and will see their gradients)
         x = inputs[0]
         fwd = 2.0 * 3 * x.shape[0] * x.shape[1] * (module.input_size + module.hidden_size) * module.hidden_size
         gru_flops[0] += fwd * (3.0 if torch.is_grad_enabled() else 1.0)
 
     grus = [m for net in (agent.actor, agent.critics, agent.critic_targets) for m in net.modules()
             if isinstance(m, torch.nn.GRU)]
-    handles = [m.register_forward_hook(hook) for m in grus]
+    handles = [h for m in grus for h in (m.register_forward_pre_hook(pre_hook), m.register_forward_hook(hook))]
     try:
-        with FlopCounterMode(display=False) as counter:
+        with counter:
             agent.update(batch)
     finally:
         for h in handles:

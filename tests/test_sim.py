@@ -394,7 +394,7 @@ def test_unknown_names_raise_listing_the_valid_ones():
 
 
 def test_biai_lap_alone_on_spa_is_clean_and_near_the_qss_lap():
-    """DESIGN section 3: alone, the BIAI laps clean a few percent slower than the QSS minimum.
+    """Alone, the BIAI laps clean a few percent slower than the QSS minimum.
     A 1-lap race from the grid includes the standing start, so up to 12% slower is allowed."""
     params = core.make_params("spa", "alfa_romeo_4c_14", laps=1)
     plan = driving_plan(params.track, params.car)

@@ -3,13 +3,15 @@
 ==================  ================================================================
 module              contents
 ==================  ================================================================
-``config``          AgentConfig, ReplayConfig, TrainConfig; the V-C variants
-``presets``         ``paper``, ``cpu``, ``smoke``
+``config``          AgentConfig, ReplayConfig, TrainConfig (each validates its fields); the V-C variants
+``presets``         ``paper``, ``cpu``, ``smoke``; ``resolve``, a run's configuration resolved once
 ``networks``        image encoder, recurrent torso, actor, quantile critic
 ``qrsac``           quantile Huber loss, QR-SAC target, the agent (act / update)
 ``replay``          sequence replay with stored hidden states and n-step targets
 ``augment``         random shift with mirrored padding
-``loop``            a single-process training loop
+``rollout``         one rollout step: act, step, autoreset, hidden reset, episode statistics
+``loop``            the training epoch of both backends; the single-process backend
+``distributed``     the Ray backend: rollout workers as Ray actors
 ==================  ================================================================
 """
 from .augment import random_shift
