@@ -145,6 +145,66 @@ def test_recurrence_resets_at_episode_starts_inside_a_window():
     torch.testing.assert_close(h, ref[-1])
 
 
+def test_bounded_features_reach_the_networks_in_units_of_their_bounds():
+    """'scaled': the steering angles in units of full lock, the deltas in 3-degree steps, the inputs by their
+    ranges; unbounded features (speeds, course points) symlog."""
+    from gtvision.env.racing import observation_space
+
+    from gtvision.agent.networks import Torso
+
+    space = observation_space(64, math.radians(20.0))
+    torso = Torso(space, ("proprio",), False, 0, dataclasses.replace(get_preset("smoke").agent,
+                                                                     vector_transform="scaled"))
+    p = torch.zeros(1, 1, 18)
+    p[0, 0, 0], p[0, 0, 9], p[0, 0, 10] = 100.0, -0.5, 1.0
+    p[0, 0, 12], p[0, 0, 15] = math.radians(10.0), math.radians(-3.0)
+    proprio = torso.embed({"proprio": p})[0, 0]
+    assert float(proprio[0]) == pytest.approx(math.log1p(100.0))      # speed (m/s): unbounded, symlog
+    assert float(proprio[9]) == pytest.approx(-0.5)                   # steering input, already in [-1, 1]
+    assert float(proprio[10]) == pytest.approx(1.0)                   # full throttle: [0, 1] -> 1
+    assert float(proprio[11]) == pytest.approx(-1.0)                  # no brake: [0, 1] -> -1
+    assert float(proprio[12]) == pytest.approx(0.5)                   # half lock
+    assert float(proprio[15]) == pytest.approx(-1.0)                  # one full 3-degree step to the right
+
+
+def test_the_steering_history_is_visible_to_the_networks_on_biai_driving():
+    """Under symlog alone the steering angles and deltas of BIAI driving (a few hundredths of a radian) reach
+    the networks with a standard deviation of about 0.01 to 0.04, next to about 1 for the course points: the
+    critic cannot see what the steering penalties depend on. Scaled by their bounds they are 0.05 to 0.2."""
+    import gymnasium as gym
+
+    from gtvision.agent.networks import Torso
+
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=4, vectorization_mode="vector_entry_point", num_opponents=3)
+    obs, _ = envs.reset(seed=0)
+    space, cfg = envs.single_observation_space, get_preset("smoke").agent
+    torsos = {t: Torso(space, ("proprio",), False, 0, dataclasses.replace(cfg, vector_transform=t))
+              for t in ("scaled", "symlog")}
+    seen = {t: [] for t in torsos}
+    for step in range(120):
+        obs, *_ = envs.step(envs.unwrapped.biai_actions())
+        for t, torso in torsos.items():
+            seen[t].append(torso.embed({"proprio": torch.as_tensor(obs["proprio"])[:, None]})[:, 0])
+    envs.close()
+    std = {t: torch.cat(v).std(0) for t, v in seen.items()}
+    steering = slice(12, 18)  # s (3) and d (3)
+    assert float(std["symlog"][steering].max()) < 0.05
+    assert float(std["scaled"][steering].min()) > 0.05
+    assert (std["scaled"][steering] > 2.5 * std["symlog"][steering]).all()
+
+
+def test_a_critic_trunk_normalises_the_state_before_the_action_joins_it():
+    agent, _ = make_agent(critic_trunk=16)
+    critic = agent.critics[0]
+    assert isinstance(critic.trunk[1], torch.nn.LayerNorm) and critic.head[0].in_features == 16 + 2
+    features = torch.randn(5, critic.torso.feature_dim) * 100.0
+    trunk_out = critic.trunk(features)
+    assert trunk_out.abs().max() <= 1.0   # tanh of a normalised layer: the state at the action's scale
+    a = torch.zeros(5, 2)
+    assert not torch.allclose(critic.quantiles(features, a), critic.quantiles(features, a + 0.5))
+    assert make_agent()[0].critics[0].trunk is None  # the paper's critic: no trunk
+
+
 @pytest.mark.parametrize("transform", ["symlog", "none"])
 def test_vector_observations_are_symlog_scaled_before_the_networks(transform):
     agent, _ = make_agent(vector_transform=transform)

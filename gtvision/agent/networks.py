@@ -57,6 +57,11 @@ def resolve_keys(space: spaces.Dict, keys: Sequence[str] | None, images: bool = 
     return tuple(keys)
 
 
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) log(1 + |x|) (as DreamerV3): metres and hundreds of metres on one scale, sign kept."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
 def mlp(in_dim: int, width: int, depth: int, out_dim: int) -> nn.Sequential:
     """``depth`` hidden layers of ``width`` ReLU units, then a linear output layer."""
     layers: list[nn.Module] = []
@@ -108,7 +113,17 @@ class Torso(nn.Module):
         self.encoders = nn.ModuleDict({k: ImageEncoder(space[k].shape, cfg) for k in self.image_keys})
         in_dim = sum(e.out_dim for e in self.encoders.values())
         in_dim += sum(int(np.prod(space[k].shape)) for k in self.vector_keys)
-        self.symlog = cfg.vector_transform == "symlog"
+        self.transform = cfg.vector_transform
+        for i, k in enumerate(self.vector_keys):  # the observation space's bounds of each feature ('scaled')
+            low = np.asarray(space[k].low, np.float32).reshape(-1)
+            high = np.asarray(space[k].high, np.float32).reshape(-1)
+            with np.errstate(invalid="ignore", over="ignore"):
+                finite = np.isfinite(low) & np.isfinite(high) & (high > low)
+                mid = np.where(finite, (low + high) / 2, 0.0).astype(np.float32)
+                half = np.where(finite, (high - low) / 2, 1.0).astype(np.float32)
+            self.register_buffer(f"bounded_{i}", torch.as_tensor(finite), persistent=False)
+            self.register_buffer(f"mid_{i}", torch.as_tensor(mid), persistent=False)
+            self.register_buffer(f"half_range_{i}", torch.as_tensor(half), persistent=False)
         self.recurrent = recurrent
         self.gru = nn.GRU(in_dim, hidden_size, batch_first=True) if recurrent else None
         self.hidden_size = hidden_size if recurrent else 0
@@ -125,11 +140,15 @@ class Torso(nn.Module):
             x = obs[k]
             b, t = x.shape[:2]
             parts.append(self.encoders[k](x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1))
-        for k in self.vector_keys:
+        for i, k in enumerate(self.vector_keys):
             x = obs[k]
             x = x.reshape(*x.shape[:2], -1).float()
-            if self.symlog:
-                x = torch.sign(x) * torch.log1p(x.abs())
+            if self.transform == "symlog":
+                x = symlog(x)
+            elif self.transform == "scaled":  # bounded features to [-1, 1] by their bounds, the others symlog
+                bounded = getattr(self, f"bounded_{i}")
+                x = torch.where(bounded, (x - getattr(self, f"mid_{i}")) / getattr(self, f"half_range_{i}"),
+                                symlog(x))
             parts.append(x)
         return torch.cat(parts, dim=-1)
 
@@ -223,7 +242,16 @@ class QuantileCritic(nn.Module):
             keys = resolve_keys(space, cfg.critic_keys, images=False)
             recurrent = False
         self.torso = Torso(space, keys, recurrent, cfg.hidden_size, cfg)
-        self.head = mlp(self.torso.feature_dim + action_dim, cfg.critic_width, cfg.critic_depth, cfg.num_quantiles)
+        state_dim = self.torso.feature_dim
+        self.trunk = None
+        if cfg.critic_trunk:
+            # Paper: III-D gives the critic four 2048-unit layers on its inputs and the action; the trunk is
+            # ours (DrQ-v2's critic): the state's ~600 features are brought to critic_trunk units, normalised,
+            # before the action (2 numbers) joins them, so that the action is not lost among them.
+            self.trunk = nn.Sequential(nn.Linear(state_dim, cfg.critic_trunk), nn.LayerNorm(cfg.critic_trunk),
+                                       nn.Tanh())
+            state_dim = cfg.critic_trunk
+        self.head = mlp(state_dim + action_dim, cfg.critic_width, cfg.critic_depth, cfg.num_quantiles)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -231,4 +259,6 @@ class QuantileCritic(nn.Module):
 
     def quantiles(self, features: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Quantiles (..., N) of the return of ``action`` (..., A) given state ``features`` (..., F)."""
+        if self.trunk is not None:
+            features = self.trunk(features)
         return self.head(torch.cat([features, action], dim=-1))

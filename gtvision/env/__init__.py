@@ -54,8 +54,13 @@ def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[gym.Space, 
     for the racing ids without building a simulator."""
     env_kwargs = env_kwargs or {}
     if env_id in ENV_IDS.values():
+        import math
+
+        from ..sim.scenarios import get_scenario
         from .racing import IMAGE_SIZE, action_space, observation_space
-        return observation_space(env_kwargs.get("image_size", IMAGE_SIZE)), action_space()
+        scenario = next(name for name, i in ENV_IDS.items() if i == env_id)
+        lock = math.radians(get_scenario(scenario).car_spec.max_steer_deg)
+        return observation_space(env_kwargs.get("image_size", IMAGE_SIZE), lock), action_space()
     envs = gym.make_vec(env_id, num_envs=1, **env_kwargs)
     try:
         return envs.single_observation_space, envs.single_action_space

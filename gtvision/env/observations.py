@@ -31,9 +31,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from ..sim.core import SimState
+from ..sim.core import STEER_DELTA_DEG, SimState
 from ..sim.track import Track, take
 
 PROPRIO_SIZE = 18
@@ -48,6 +49,20 @@ PROPRIO_LAYOUT = (
 )
 """(name, start, stop, meaning) of each block of ``proprio``, in order (paper III-A:
 o^p = [v, v_dot, v^r, u, s, d])."""
+
+
+def proprio_bounds(max_steer_rad: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) (18,) float32 of ``proprio``: the inputs ``u`` in their ranges, the steering angles ``s``
+    within full lock, the steering deltas ``d`` within one control step's ``STEER_DELTA_DEG``; the IMU readings
+    are unbounded (infinite). A learner may scale a bounded feature by its range (``AgentConfig.vector_transform``):
+    in radians the steering features are a few hundredths, invisible next to course points in metres."""
+    step = math.radians(STEER_DELTA_DEG)
+    low = np.full(PROPRIO_SIZE, -np.inf, np.float32)
+    high = np.full(PROPRIO_SIZE, np.inf, np.float32)
+    low[9:12], high[9:12] = (-1.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    low[12:15], high[12:15] = -max_steer_rad, max_steer_rad
+    low[15:18], high[15:18] = -step, step
+    return low, high
 
 COURSE_STATIONS = 59
 """Stations ahead in ``course_points`` (paper III-A: 177 points = 59 x 3)."""

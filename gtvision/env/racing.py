@@ -64,10 +64,10 @@ from .observations import (
     GRID_AHEAD,
     GRID_BEHIND,
     GRID_FEATURES,
-    PROPRIO_SIZE,
     course_points,
     opponent_grid,
     proprio,
+    proprio_bounds,
     vertical_motion,
 )
 
@@ -80,12 +80,14 @@ _FLOAT_INFO = ("progress_m", "speed_mps", "time_s", "wall_time_s", "car_contact_
                "margin_m", "stuck_time_s", "last_lap_time_s", "best_lap_time_s")
 
 
-def observation_space(image_size: int = IMAGE_SIZE) -> spaces.Dict:
-    """The observation space of one race (``gtvision.env.observations`` documents every field)."""
+def observation_space(image_size: int = IMAGE_SIZE, max_steer_rad: float = math.radians(20.0)) -> spaces.Dict:
+    """The observation space of one race (``gtvision.env.observations`` documents every field); ``proprio``'s
+    bounded features (inputs, steering) carry their bounds (``observations.proprio_bounds``, with the car's
+    full lock ``max_steer_rad``: 20 degrees for the three cars of Table I)."""
     inf = np.float32(np.inf)
     return spaces.Dict({
         "image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
-        "proprio": spaces.Box(-inf, inf, (PROPRIO_SIZE,), np.float32),
+        "proprio": spaces.Box(*proprio_bounds(max_steer_rad), dtype=np.float32),
         "course_points": spaces.Box(-inf, inf, (3 * COURSE_STATIONS, 3), np.float32),
         "opponent_grid": spaces.Box(-inf, inf, (GRID_AHEAD + GRID_BEHIND, GRID_FEATURES), np.float32),
     })
@@ -336,7 +338,7 @@ class RacingEnv(gym.Env):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
         self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile)
-        self.observation_space = observation_space(image_size)
+        self.observation_space = observation_space(image_size, self.batch.max_steer_rad)
         self.action_space = action_space()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -395,7 +397,7 @@ class RacingVectorEnv(VectorEnv):
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
         self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile)
         self.num_envs = self.batch.num_races
-        self.single_observation_space = observation_space(image_size)
+        self.single_observation_space = observation_space(image_size, self.batch.max_steer_rad)
         self.single_action_space = action_space()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
