@@ -265,7 +265,22 @@ def cmd_bench(args) -> int:
             print(f"{r['preset']:>7} {r['parameters']:>11,} {r['batch']:>32} {r['gflop_per_update']:>13.1f} "
                   f"{r['update_s']:>9.3f} {r['updates_per_s']:>10.2f} {r['x_lower_bound']:>13.2f}")
         return 0
-    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env, learner")
+    if args.what == "learning":
+        import time
+
+        from .bench_learning import bench_learning
+        out = args.out or f"runs/bench_learning_{time.strftime('%Y%m%d-%H%M%S')}"
+        tables = bench_learning(out, args.scenario, args.minutes, args.window, args.preset, args.variant,
+                                _key_values(args.set, "--set"), args.seed, sb3=not args.no_sb3)
+        print(f"{args.scenario} alone (gtvision.bench_learning.LEARNING_ENV), {args.minutes:g} min of training each, "
+              f"one thread each, side by side; ours: {args.preset} preset, {args.variant}"
+              + (f", {' '.join(args.set)}" if args.set else ""))
+        for name, t in tables.items():
+            print(f"\n{name}")
+            print(t.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+        print(f"\n-> {out}/learning.csv, {out}/learning.png")
+        return 0
+    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env, learner, learning")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,9 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
-    b.add_argument("what", choices=["sim", "env", "learner"],
+    b.add_argument("what", choices=["sim", "env", "learner", "learning"],
                    help="sim: the simulator next to CarRacing-v3; env: make_vec next to the bare simulator; "
-                        "learner: QR-SAC update time of the paper and cpu presets next to the matmul rate")
+                        "learner: QR-SAC update time of the paper and cpu presets next to the matmul rate; "
+                        "learning: our learner next to Stable-Baselines3's SAC, same task and minutes, side by side")
     b.add_argument("--races", type=int, nargs="+", default=None,
                    help="parallel races (default: 64 256 1024 2048 for sim, 64 256 for env)")
     b.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
@@ -374,6 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--processes", type=int, default=None,
                    help="sim: split the races over this many worker processes, the threads shared among them, "
                         "as rollout workers run them (default: one per core on CPU, 1 on CUDA)")
+    b.add_argument("--minutes", type=float, default=25.0, help="learning: minutes of training of each learner")
+    b.add_argument("--window", type=float, default=5.0, help="learning: minutes per row of the table")
+    b.add_argument("--preset", default="cpu", help="learning: our preset")
+    b.add_argument("--variant", default="gt_sophy", help="learning: our variant (default: the GT Sophy baseline)")
+    b.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="learning: change a field of our preset (repeatable)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--no-sb3", action="store_true", help="learning: ours alone")
+    b.add_argument("--out", default=None, help="learning: directory of both runs, the table and the plot")
     b.set_defaults(func=cmd_bench)
     return p
 
