@@ -114,6 +114,9 @@ class RunConfig:
         return ENV_IDS[self.scenario]
 
 
+DEMO_SEED_OFFSET = 500_009
+"""The demonstrations' environments are seeded ``seed + DEMO_SEED_OFFSET`` (apart from the training ones)."""
+
 BUDGET_FIELDS = ("total_steps", "max_minutes", "eval_episodes", "threads")
 """RunConfig fields that a resumed run may change (how long and how it runs, not what it trains)."""
 
@@ -147,6 +150,10 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
     else:
         trainer = LocalTrainer(gym.make_vec(env_id, num_envs=num_envs, **config.env_kwargs), preset, config.seed,
                                config.device, reward=reward)
+    if preset.train.demo_steps > 0:  # the BIAI's demonstrations, made again (alike) when a run resumes
+        demo_envs = gym.make_vec(env_id, num_envs=preset.train.num_envs, **config.env_kwargs)
+        trainer.add_demonstrations(demo_envs, preset.train.demo_steps, seed=config.seed + DEMO_SEED_OFFSET)
+        demo_envs.close()
     epochs = preset.train.epochs
     if config.total_steps is not None:
         steps_per_epoch = max(1, preset.train.env_steps_per_epoch // num_envs) * num_envs

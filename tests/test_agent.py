@@ -410,3 +410,44 @@ def test_init_log_std_sets_a_fresh_policys_spread():
     _, log_std_default = default.actor.distribution(default.actor.torso.unroll(
         {k: v[None, None] for k, v in obs.items()}, default.initial_hidden(1))[0])
     assert (log_std_default - (-1.2)).abs().max().item() > 0.05
+
+
+def test_demonstrations_fill_their_share_of_every_batch_and_collection_never_overwrites_them(monkeypatch):
+    import gymnasium as gym
+
+    from gtvision.agent.loop import LocalTrainer
+    preset = get_preset("smoke", "gt_sophy")
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, demo_steps=120, demo_share=0.25,
+                                                                   reset_epoch=None))
+    kwargs = {"num_opponents": 1, "start_speed_mps": 20.0, "max_time_s": 3.0}
+    trainer = LocalTrainer(gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **kwargs), preset, seed=0)
+    demos = trainer.add_demonstrations(gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **kwargs), 120, seed=3)
+    assert len(demos) >= 120 and demos.storage["last"].sum() >= 2  # 3 s episodes: several ended, kept whole
+    before = {k: v.copy() for k, v in demos.storage.items()}
+    drawn = []
+    for name, replay in (("demos", demos), ("online", trainer.replay)):
+        original = replay.sample
+        monkeypatch.setattr(replay, "sample", lambda b=None, *, _o=original, _n=name, **kw: drawn.append((_n, b))
+                            or _o(b, **kw))
+    for _ in range(3):
+        trainer.run_epoch()
+    assert trainer.updates > 0
+    assert set(drawn) == {("demos", 1), ("online", 3)}  # 4 sequences a batch, a quarter from the BIAI
+    for k, v in before.items():
+        np.testing.assert_array_equal(demos.storage[k], v, err_msg=k)
+    # the BIAI drove them: its actions are stored, and they are not the policy's
+    rows = np.concatenate([i * demos.stream_capacity + np.arange(n) for i, n in enumerate(demos.size)])
+    live = rows[~demos.storage["last"][rows]]
+    assert np.abs(demos.storage["action"][live]).max() > 0.1
+    trainer.close()
+
+
+def test_demonstrations_need_a_racing_environment():
+    import gymnasium as gym
+
+    from gtvision.agent.loop import LocalTrainer
+    preset = get_preset("smoke")
+    preset = dataclasses.replace(preset, agent=dataclasses.replace(preset.agent, actor_keys=None, critic_keys=None))
+    trainer = LocalTrainer(gym.make_vec("Pendulum-v1", num_envs=2), preset)
+    with pytest.raises(ValueError, match="demo_steps=100 needs a gtvision racing environment"):
+        trainer.add_demonstrations(gym.make_vec("Pendulum-v1", num_envs=2), 100)

@@ -218,11 +218,19 @@ class TrainConfig:
     with a laptop's data a fresh policy learns from them only to stop (see ``gtvision.agent.presets``)."""
     penalty_start: float = 0.1
     """Scale of the penalty weights at epoch 0 of a ramp (see ``penalty_ramp_epochs``)."""
+    demo_steps: int = 0
+    """0: no demonstrations (the paper). N > 0 (ours, racing environments only): before training, the BIAI
+    drives N steps in the learner's seat of the training environments, stored in a replay of their own that
+    collection never overwrites, and every batch draws ``demo_share`` of its sequences from it (RLPD's
+    symmetric sampling, Ball et al. 2023). Paper: IV-B learns from its own experience only."""
+    demo_share: float = 0.5
+    """Share of each batch's sequences drawn from the demonstrations (with ``demo_steps`` > 0)."""
 
     def __post_init__(self):
         check_fields(self, {"epochs": ">=1", "env_steps_per_epoch": ">=1", "updates_per_epoch": ">=0",
                             "num_envs": ">=1", "reset_epoch": ">=1", "learning_starts": ">=0",
-                            "penalty_ramp_epochs": ">=0", "penalty_start": "[0,1]"})
+                            "penalty_ramp_epochs": ">=0", "penalty_start": "[0,1]", "demo_steps": ">=0",
+                            "demo_share": "[0,1]"})
 
     def penalty_scale(self, epoch: int) -> float:
         """The scale of the penalty weights at ``epoch`` (1 without a ramp)."""

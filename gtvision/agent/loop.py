@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from ..rewards import TERM_NAMES, RewardConfig, stack_terms, weight_vector
 from .networks import as_dict_space
 from .presets import Preset
 from .qrsac import QRSACAgent
-from .replay import SequenceReplay
+from .replay import SequenceReplay, concat_batches
 from .rollout import EpisodeStats, Rollout, Step
 
 _EpisodeStats = EpisodeStats  # the name checkpoints written before gtvision.agent.rollout pickled
@@ -84,11 +85,42 @@ class Trainer(abc.ABC):
         self.agent = QRSACAgent(observation_space, action_space, preset.agent, device,
                                 burn_in=preset.replay.burn_in)
         self.ramp = PenaltyRamp(cfg, reward) if cfg.penalty_ramp_epochs > 0 else None
-        self.replay = SequenceReplay(as_dict_space(observation_space), self.agent.replay_keys,
+        self.observation_space = as_dict_space(observation_space)
+        self.replay = SequenceReplay(self.observation_space, self.agent.replay_keys,
                                      self.agent.action_dim, self.agent.hidden_size, num_envs, preset.replay,
                                      preset.agent.gamma, preset.agent.n_step, device, seed=seed,
                                      reward_terms=len(TERM_NAMES) if self.ramp else 0)
+        self.demos: SequenceReplay | None = None
+        """BIAI demonstrations (``TrainConfig.demo_steps``), filled by :meth:`add_demonstrations`."""
         self.epoch, self.env_steps, self.updates, self.wall_s = 0, 0, 0, 0.0
+
+    def add_demonstrations(self, envs: gym.vector.VectorEnv, steps: int, seed: int = 0):
+        """The BIAI drives ``steps`` steps (all sub-environments together) in the learner's seat of ``envs`` (a
+        gtvision racing vector environment), stored in :attr:`demos`, a replay that collection never writes.
+
+        The stored hidden states are the actor's own along the BIAI's observations (its mean action is not
+        used: no random draw, so the run's random streams are those of a run without demonstrations)."""
+        if not hasattr(envs.unwrapped, "biai_actions"):
+            raise ValueError(f"demo_steps={steps} needs a gtvision racing environment (the BIAI drives the "
+                             "demonstrations); use 0 for other environments")
+        n = envs.num_envs
+        window = self.replay.window
+        demo_cfg = dataclasses.replace(self.preset.replay, path=None,
+                                       capacity=int(1.25 * steps) + 2 * window * n)  # + episodes' final rows
+        self.demos = SequenceReplay(self.observation_space, self.agent.replay_keys, self.agent.action_dim,
+                                    self.agent.hidden_size, n, demo_cfg, self.preset.agent.gamma,
+                                    self.preset.agent.n_step, self.agent.device, seed=seed,
+                                    reward_terms=len(TERM_NAMES) if self.ramp else 0)
+        rollout = Rollout(envs, None, seed=seed)
+        hidden = self.agent.initial_hidden(n)
+        for _ in range(max(1, steps // n)):
+            obs = rollout.obs
+            _, next_hidden = self.agent.act(obs, hidden, eval_mode=True)
+            step = rollout.step(envs.unwrapped.biai_actions())
+            self.demos.add(obs, hidden, step.action, step.reward, step.terminated, step.truncated, step.next_obs,
+                           terms=stack_terms(step.info) if self.ramp else None)
+            hidden = torch.where(torch.as_tensor(step.done, device=next_hidden.device)[:, None], 0.0, next_hidden)
+        return self.demos
 
     def run_epoch(self) -> dict:
         """One epoch; returns its metrics record (see the module docstring)."""
@@ -113,11 +145,21 @@ class Trainer(abc.ABC):
         if len(self.replay) >= cfg.learning_starts:
             weights = self.ramp.weights(self.epoch) if self.ramp else None
             for _ in range(cfg.updates_per_epoch):
-                metrics = self.agent.update(self.replay.sample(reward_weights=weights))
+                metrics = self.agent.update(self.sample(weights))
                 self.updates += 1
         if self.ramp:
             metrics["train/penalty_scale"] = cfg.penalty_scale(self.epoch)
         return metrics
+
+    def sample(self, reward_weights: np.ndarray | None = None) -> dict:
+        """A batch of the replay's sequences and, with demonstrations, ``demo_share`` of them from :attr:`demos`."""
+        if self.demos is None:
+            return self.replay.sample(reward_weights=reward_weights)
+        b = self.preset.replay.batch_sequences
+        from_demos = int(round(b * self.cfg.demo_share))
+        parts = [r.sample(k, reward_weights=reward_weights)
+                 for r, k in ((self.demos, from_demos), (self.replay, b - from_demos)) if k > 0]
+        return concat_batches(*parts)
 
     def store(self, step: Step, streams: np.ndarray | None = None):
         """Put one collected vector step into the replay (``streams``: the rows' streams, default all)."""

@@ -299,3 +299,10 @@ class SequenceReplay:
             getattr(self, k)[...] = counters[k]
         with open(os.path.join(directory, "rng.json")) as f:
             self.rng.bit_generator.state = json.load(f)
+
+
+def concat_batches(*batches: dict) -> dict:
+    """One batch of the sequences of several (:meth:`SequenceReplay.sample`), in order, along the batch axis."""
+    out = {k: torch.cat([b[k] for b in batches]) for k in batches[0] if k != "obs"}
+    out["obs"] = {k: torch.cat([b["obs"][k] for b in batches]) for k in batches[0]["obs"]}
+    return out
