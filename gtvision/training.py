@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -131,9 +132,10 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
     """
     env_id = config.resolved_env_id()
     out = Path(out)
-    checkpoint = None
+    checkpoint = saved_preset = None
     if resume:
         checkpoint = _check_resume(config, out)
+        saved_preset = checkpoints.run_preset(out)
     elif (out / "metrics.jsonl").exists():
         raise FileExistsError(f"{out} already holds a run (metrics.jsonl); choose another --out, or --resume it")
     if config.threads:
@@ -141,6 +143,14 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
     space, _ = env_spaces(env_id, config.env_kwargs)
     reward = reward_config(env_id, config.env_kwargs)
     preset = resolve(config.preset, config.variant, config.overrides, space, reward_terms=reward is not None)
+    if saved_preset is not None and saved_preset != preset:
+        # a resumed run trains on as it began, even if the named preset has changed since
+        changed = sorted(f"{name}.{f}" for name in ("agent", "replay", "train")
+                         for f in getattr(preset, name).__dataclass_fields__
+                         if getattr(getattr(preset, name), f) != getattr(getattr(saved_preset, name), f))
+        warnings.warn(f"--resume {out}: preset {config.preset!r} has changed since the run began "
+                      f"({', '.join(changed)}); the run goes on with the preset it recorded", stacklevel=2)
+        preset = saved_preset
     num_envs = config.num_envs or preset.train.num_envs
     if config.backend == "ray":
         from .agent.distributed import RayTrainer

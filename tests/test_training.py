@@ -248,3 +248,21 @@ def test_the_command_line_names_the_valid_values_and_resumes(tmp_path):
     assert more.returncode == 0 and "epoch 4" in more.stdout, more.stderr
     other = cli("--resume", str(run), "--preset", "cpu", "--quiet")
     assert other.returncode == 2 and "different configuration" in other.stderr
+
+
+def test_a_resumed_run_trains_on_with_the_preset_it_recorded_even_if_the_preset_changed(tmp_path, monkeypatch):
+    from gtvision.agent import presets
+
+    config = RunConfig(env_id="Pendulum-v1", preset="smoke", total_steps=2 * 64, seed=3, checkpoint_every=1)
+    train(config, tmp_path / "run", progress=False)
+    smoke = presets._PRESETS["smoke"]
+
+    def changed():
+        agent, replay, train_cfg = smoke()
+        return agent, replay, dataclasses.replace(train_cfg, updates_per_epoch=7)
+
+    monkeypatch.setitem(presets._PRESETS, "smoke", changed)
+    with pytest.warns(UserWarning, match=r"preset 'smoke' has changed since the run began \(train.updates_per_epoch\)"):
+        _, rest = train(dataclasses.replace(config, total_steps=3 * 64), tmp_path / "run", progress=False, resume=True)
+    recorded = smoke()[2].updates_per_epoch  # 2 updates an epoch, not the 7 the preset now names
+    assert rest[-1]["epoch"] == 3 and rest[-1]["charts/updates"] == 3 * recorded
