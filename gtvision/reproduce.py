@@ -12,11 +12,11 @@ notebooks also write what they train and race (DESIGN section 10)::
 
 Variant runs go first (a scenario's Figure 1 draws the baseline's table), then the scenario runs, then
 ``figure_6`` (run whenever an ablation is selected). Each notebook gets the run's parameters that it declares
-(its ``parameters`` cell), and ``out_dir=papermill_runs/<run>/<notebook>``. An executed notebook that completed
-without error is not run again (``--force`` re-runs it; a training run already in place is then resumed,
-not restarted: delete ``papermill_runs/<run>/runs/`` to train afresh). Budget overlays (``--set KEY=VALUE``,
-``-f OVERLAY.yaml``) change the parameters of every selected run that declares them, and are recorded with
-what each notebook was run with in ``papermill_runs/<run>/reproduce.json``.
+(its ``parameters`` cell), and ``out_dir=papermill_runs/<run>/<notebook>``. An executed notebook that
+completed without error is not run again (``--force`` re-runs it; a training run already in place is then
+resumed, not restarted: delete ``papermill_runs/<run>/runs/`` to train afresh). Budget overlays
+(``--set KEY=VALUE``, ``-f OVERLAY.yaml``) change the parameters of every selected run that declares them, and
+are recorded with what each notebook was run with in ``papermill_runs/<run>/reproduce.json``.
 
 Usage (from anywhere; notebooks run with the repository root as working directory)::
 
@@ -59,8 +59,8 @@ SCENARIO_NOTEBOOKS = ("01_simulator", "02_observations", "03_rewards", "04_asymm
                       "07_figures")
 VARIANT_NOTEBOOKS = ("04_asymmetric_qrsac", "06_evaluation")
 FIGURE_NOTEBOOKS = ("07_figures",)
-NOTEBOOKS = ("01_simulator", "02_observations", "03_rewards", "04_asymmetric_qrsac", "05_distributed_training",
-             "06_evaluation", "07_figures")
+NOTEBOOKS = ("01_simulator", "02_observations", "03_rewards", "04_asymmetric_qrsac",
+             "05_distributed_training", "06_evaluation", "07_figures")
 """Every numbered notebook; ``05_distributed_training`` (Ray, scenario-free) is in no run of the batch."""
 FIGURE_6_RUN = "figure_6"
 
@@ -93,7 +93,8 @@ def all_runs() -> list[Run]:
 
 
 def _names(given: list[str] | None, valid: tuple[str, ...], what: str) -> list[str] | None:
-    """``given`` (names, comma- or space-separated; 'all'; 'none') checked against ``valid``; None if not given."""
+    """``given`` (names, comma- or space-separated; 'all'; 'none') checked against ``valid``; None if not
+    given."""
     if given is None:
         return None
     names = [n for g in given for n in g.replace(",", " ").split()]
@@ -103,7 +104,8 @@ def _names(given: list[str] | None, valid: tuple[str, ...], what: str) -> list[s
         return []
     unknown = [n for n in names if n not in valid]
     if unknown:
-        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)} (or all, none)")
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown))}; valid: {', '.join(valid)} "
+                         "(or all, none)")
     return [n for n in valid if n in names]
 
 
@@ -120,10 +122,13 @@ def plan(scenarios: list[str] | None = None, variants: list[str] | None = None,
          notebooks: list[str] | None = None) -> list[Run]:
     """The runs selected: all of them when neither ``scenarios`` nor ``variants`` is given; otherwise those
     named (the other list defaults to none), plus ``figure_6`` when an ablation is among them. ``notebooks``
-    keeps only those notebooks of each run (runs left with none are dropped). Unknown names raise ValueError."""
+    keeps only those notebooks of each run (runs left with none are dropped). Unknown names raise
+    ValueError."""
     scenarios = _names(scenarios, SCENARIO_NAMES, "scenario")
     variants = _names(variants, VARIANTS, "variant")
-    keep = None if notebooks is None else {notebook_stem(n) for g in notebooks for n in g.replace(",", " ").split()}
+    keep = None
+    if notebooks is not None:
+        keep = {notebook_stem(n) for g in notebooks for n in g.replace(",", " ").split()}
     if scenarios is None and variants is None:
         scenarios, variants = list(SCENARIO_NAMES), list(VARIANTS)
     scenarios, variants = scenarios or [], variants or []
@@ -153,12 +158,14 @@ def read_yaml(path: str | Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
-        raise ValueError(f"{path}: expected a mapping of parameter names to values, got {type(data).__name__}")
+        raise ValueError(f"{path}: expected a mapping of parameter names to values, "
+                         f"got {type(data).__name__}")
     return data
 
 
 def parse_set(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` strings -> a dict, each value read as YAML (``1``, ``0.5``, ``null``, ``[a, b]``, ``text``)."""
+    """``KEY=VALUE`` strings -> a dict, each value read as YAML (``1``, ``0.5``, ``null``, ``[a, b]``,
+    ``text``)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -174,10 +181,12 @@ def declared_parameters(notebook: str | Path) -> dict:
     return {name: p["default"] for name, p in pm.inspect_notebook(str(notebook)).items()}
 
 
-def run_parameters(run: Run, params: dict, overlay: dict, notebooks_dir: Path, out_root: Path) -> dict[str, dict]:
-    """Per notebook of ``run``: the parameters it is executed with (the run's and the overlay's that it declares,
-    and its ``out_dir``). A run parameter that no notebook of the run declares raises ValueError (a typo would
-    otherwise be silently ignored); an overlay one only has to be declared by some notebook of the batch."""
+def run_parameters(run: Run, params: dict, overlay: dict, notebooks_dir: Path,
+                   out_root: Path) -> dict[str, dict]:
+    """Per notebook of ``run``: the parameters it is executed with (the run's and the overlay's that it
+    declares, and its ``out_dir``). A run parameter that no notebook of the run declares raises ValueError (a
+    typo would otherwise be silently ignored); an overlay one only has to be declared by some notebook of the
+    batch."""
     declared = {nb: declared_parameters(notebooks_dir / f"{nb}.ipynb") for nb in run.notebooks}
     known = set().union(*declared.values())
     unknown = sorted(set(params) - known)
@@ -201,7 +210,7 @@ def check_overlay(overlay: dict, notebooks_dir: Path):
 
 
 def _relative(path: Path) -> Path:
-    """``path`` relative to the repository root when it is inside it (how the notebooks, run there, see it)."""
+    """``path`` relative to the repository root when inside it (how the notebooks, run there, see it)."""
     try:
         return path.resolve().relative_to(REPO_ROOT)
     except ValueError:
@@ -272,8 +281,8 @@ def reproduce(runs: list[Run], overlays: list[dict] | None = None, force: bool =
     overlay = {k: v for o in overlays for k, v in o["values"].items()}
     check_overlay(overlay, notebooks_dir)
     # everything is checked before anything runs: a typo must not surface after hours of training
-    tasks = {run.name: run_parameters(run, read_yaml(run.params_file(params_dir)), overlay, notebooks_dir, out_root)
-             for run in runs}
+    tasks = {run.name: run_parameters(run, read_yaml(run.params_file(params_dir)), overlay, notebooks_dir,
+                                      out_root) for run in runs}
     if dry_run:
         for run in runs:
             for nb, p in tasks[run.name].items():
@@ -297,15 +306,16 @@ def reproduce(runs: list[Run], overlays: list[dict] | None = None, force: bool =
             params = tasks[run.name][nb]
             bar.set_description(key)
             if not force and is_done(out) and executed_parameters(out) != json.loads(json.dumps(params)):
-                tqdm.write(f"{key}: done with other parameters than now (see {_relative(out)}); --force to re-run",
-                           file=sys.stdout)
+                tqdm.write(f"{key}: done with other parameters than now (see {_relative(out)}); "
+                           "--force to re-run", file=sys.stdout)
             t0 = time.time()
             try:
                 status[key] = execute(notebooks_dir / f"{nb}.ipynb", out, params, force, cwd)
             except Exception as e:  # noqa: BLE001  (the executed copy shows the failing cell)
                 status[key], failed = "failed", True
-                tqdm.write(f"{key}: FAILED ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200] if str(e).strip() else ''}); "
-                           f"see {_relative(out)}", file=sys.stdout)
+                last = str(e).strip().splitlines()[-1][:200] if str(e).strip() else ""
+                tqdm.write(f"{key}: FAILED ({type(e).__name__}: {last}); see {_relative(out)}",
+                           file=sys.stdout)
             seconds = time.time() - t0
             if status[key] != "skipped":
                 _record(out_root, run, {"notebook": nb, "status": status[key], "seconds": round(seconds, 1),
@@ -373,8 +383,8 @@ def main(argv=None) -> int:
         if args.list:
             print(_table(runs, Path(args.out), Path(args.params_dir)))
             return 0
-        status = reproduce(runs, overlays, args.force, args.jobs, args.params_dir, args.notebooks_dir, args.out,
-                           progress=not args.quiet, dry_run=args.dry_run)
+        status = reproduce(runs, overlays, args.force, args.jobs, args.params_dir, args.notebooks_dir,
+                           args.out, progress=not args.quiet, dry_run=args.dry_run)
         if args.dry_run:
             return 0
     except ValueError as e:
