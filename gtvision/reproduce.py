@@ -175,9 +175,17 @@ def parse_set(pairs: list[str]) -> dict:
     return out
 
 
+def _papermill():
+    try:
+        import papermill
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError('the batch needs papermill: pip install -e ".[test]"') from e
+    return papermill
+
+
 def declared_parameters(notebook: str | Path) -> dict:
     """The parameters a notebook declares in its ``parameters`` cell: name -> default (as source text)."""
-    import papermill as pm
+    pm = _papermill()
     return {name: p["default"] for name, p in pm.inspect_notebook(str(notebook)).items()}
 
 
@@ -246,8 +254,7 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict, force: b
 
     Returns 'skipped' when ``output`` is already a completed run (unless ``force``), 'done' when it ran now.
     A failing cell raises papermill's PapermillExecutionError; the executed copy, up to the error, is kept."""
-    import papermill as pm
-
+    pm = _papermill()
     output = Path(output)
     if not force and is_done(output):
         return "skipped"
