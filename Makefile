@@ -4,8 +4,11 @@
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
-#   make ablations  the paper's V-C ablations on a short schedule, two at a time, raced -> Figure 6
-#                in runs/ablations_<scenario>/ (EPOCHS=200: about 2 h on 2 cores)
+#   make reproduce  the papermill batch: the notebooks executed with papermill_runs/params/*.yaml into
+#                papermill_runs/<run>/ (python -m gtvision.reproduce); a subset: make reproduce SCENARIOS=tokyo
+#                VARIANTS=no_rnn; more runner flags in REPRODUCE_ARGS (e.g. "-f papermill_runs/params/quick.yaml")
+#   make ablations  the paper's V-C ablations through the batch, two at a time: papermill_runs/ablation_<variant>/
+#                and Figure 6 in papermill_runs/figure_6/ (200 epochs each: about 2 h on 2 cores)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,16 +21,17 @@ RUN := runs/agent_$(SCENARIO)_$(shell date +%Y%m%d-%H%M%S)
 # torch 2.13.0 first: on these machines it is the stored CPU build; the package itself asks only torch>=2.3
 TORCH_SPEC ?= torch==2.13.0
 
-# ablations (paper V-C, Figure 6): the agent and each variant, EPOCHS epochs of the cpu preset with the network
-# reset at RESET_EPOCH (the preset's 1250 of 2000, scaled), one thread each, two at a time; each run's checkpoint
-# with the best mean margin over 8 races (seed 1000) is raced ABLATION_RACES times (seed 0)
+# the papermill batch (gtvision/reproduce.py): scenario runs SCENARIOS, variant runs VARIANTS (both empty: all)
+SCENARIOS ?=
+VARIANTS ?=
+REPRODUCE_ARGS ?=
+# ablations (paper V-C, Figure 6): the agent and each variant, their schedule in papermill_runs/params/ablation_*.yaml
+# (200 epochs of the cpu preset, the network reset at epoch 125 except no_reset, the checkpoint with the best mean
+# margin over 8 races (seed 1000) raced 64 times (seed 0)), two runs at a time
 ABLATIONS ?= asymmetric symmetric_critic zero_hidden hidden_128 no_rnn no_aug no_reset
-EPOCHS ?= 200
-RESET_EPOCH ?= 125
-ABLATION_RACES ?= 64
-ABL ?= runs/ablations_$(SCENARIO)
+JOBS ?= 2
 
-.PHONY: setup race biai-race test test-unit test-notebooks bench ablations clean
+.PHONY: setup race biai-race test test-unit test-notebooks bench reproduce ablations clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,21 +64,12 @@ bench: $(BIN)/.installed
 	$(BIN)/gtvision bench sim
 	$(BIN)/gtvision bench env
 
-ablations: $(BIN)/.installed
-	$(MAKE) -j2 $(foreach v,$(ABLATIONS),$(ABL)/$(v)/raced)
-	$(BIN)/papermill notebooks/07_figures.ipynb $(ABL)/07_figures.ipynb -p ablations "$(ABL)/eval/*.csv" \
-	  -p out_dir $(ABL)/figures
+reproduce: $(BIN)/.installed
+	$(BIN)/python -m gtvision.reproduce $(if $(SCENARIOS),--scenarios $(SCENARIOS)) \
+	  $(if $(VARIANTS),--variants $(VARIANTS)) $(REPRODUCE_ARGS)
 
-$(ABL)/%/raced:
-	$(BIN)/gtvision train --scenario $(SCENARIO) --preset cpu --variant $* --env-arg num_opponents=0 \
-	  --env-arg start_speed_mps=20 --env-arg stuck_s=3 --set train.epochs=$(EPOCHS) \
-	  $(if $(filter no_reset,$*),,--set train.reset_epoch=$(RESET_EPOCH)) --checkpoint-every 50 \
-	  --keep-checkpoints 10 --seed 0 --threads 1 --quiet --out $(ABL)/$*
-	$(BIN)/gtvision select $(ABL)/$* --scenario $(SCENARIO) --laps $(LAPS) --episodes 8 --max-collision inf --seed 1000 \
-	  --threads 1 --quiet --out $(ABL)/select > $(ABL)/$*/select.txt
-	$(BIN)/gtvision evaluate --checkpoint $$(sed -n 's/^selected: \([^ ]*\).*/\1/p' $(ABL)/$*/select.txt) \
-	  --scenario $(SCENARIO) --laps $(LAPS) --episodes $(ABLATION_RACES) --seed 0 --threads 1 --quiet --out $(ABL)/eval
-	touch $@
+ablations: $(BIN)/.installed
+	$(BIN)/python -m gtvision.reproduce --variants $(ABLATIONS) --jobs $(JOBS) $(REPRODUCE_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
