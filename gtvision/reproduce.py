@@ -2,7 +2,7 @@
 
 ``papermill_runs/params/`` holds one YAML per run (plain notebook parameters, each also usable with
 ``papermill -f``); this runner executes the notebooks of each run into ``papermill_runs/<run>/``, where the
-notebooks also write what they train and race (DESIGN section 10)::
+notebooks also write what they train and race::
 
     run                     YAML                                   notebooks
     tokyo, spa, sarthe      params/<scenario>.yaml                 01 02 03 04 06 07  (simulator to figures)
