@@ -155,13 +155,18 @@ def cmd_evaluate(args) -> int:
     s = summarize(table)
     if len(table) <= 20:  # a few races: the table itself
         cols = ["episode", "place", "margin_m", "car_collision_time_s", "wall_time_s", "progress_m", "race_time_s",
-                "finished"] + [c for c in table.columns if c.startswith("lap_")]
+                "finished", "best_clean_lap_s"] + [c for c in table.columns if c.startswith("lap_")]
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.1f}"))
     if args.opponents == 0:  # a time trial: no margin or place to speak of
-        laps = table.filter(like="lap_").to_numpy(float)
-        best = f"{np.nanmin(laps):.2f} s" if laps.size and np.isfinite(laps).any() else "none"
+        laps = table.filter(regex=r"^lap_\d+_s$").to_numpy(float)
+        clean = table["best_clean_lap_s"].to_numpy(float)
+
+        def best_of(x):
+            return f"{np.nanmin(x):.2f} s" if x.size and np.isfinite(x).any() else "none"
+
         print(f"{args.scenario}, {s['episodes']} time trial(s), driver {driver}: finished {s['finished']}/"
-              f"{s['episodes']} | laps done {int(np.isfinite(laps).sum())} | best lap {best} | progress mean "
+              f"{s['episodes']} | laps done {int(np.isfinite(laps).sum())} | best lap {best_of(laps)} | best clean "
+              f"lap {best_of(clean)} | progress mean "
               f"{table['progress_m'].mean():.0f} m | wall {s['wall_time_mean_s']:.2f} s\n-> {csv}")
         return 0
     print(f"{args.scenario}, {s['episodes']} race(s), driver {driver}: win rate {s['win_rate']:.2f} | margin mean "

@@ -19,6 +19,7 @@ column                  meaning
 ``wall_time_s``         time in contact with a barrier
 ``off_course_time_s``   time with at least three tyres outside the track limits
 ``lap_1_s`` ..          each completed lap (timed line to line; the first from the rolling crossing of the line)
+``best_clean_lap_s``    the best completed lap without wall contact or off-course time in it (NaN: none)
 ``finished``            the agent completed the race (else the time cap or the stuck rule ended it)
 ``race_time_s``         race time when the episode ended
 ``progress_m``          course distance the agent covered
@@ -113,6 +114,8 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
     active = np.ones(episodes, bool)
     laps_seen = np.zeros(episodes, np.int64)
     lap_times: list[list[float]] = [[] for _ in range(episodes)]
+    clean_laps: list[list[float]] = [[] for _ in range(episodes)]  # laps without wall or off-course time
+    dirt_at_lap = np.zeros(episodes)  # wall + off-course time when the last lap began
     rows: list[dict | None] = [None] * episodes
     race_m = laps * float(batch.track.length_m)
     at_winner = np.full(episodes, np.nan)  # the agent's progress when the leading opponent completed the race
@@ -121,9 +124,12 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
     for _ in range(max_steps):
         step = rollout.step(batch.biai_actions().cpu().numpy() if agent is None else None)
         info, terminated, truncated = step.info, step.terminated, step.truncated
+        dirt = info["wall_time_s"] + info["off_course_time_s"]
         for i in np.flatnonzero(active & (info["laps_done"] > laps_seen)):
             lap_times[i].append(float(info["last_lap_time_s"][i]))
-            laps_seen[i] = info["laps_done"][i]
+            if dirt[i] == dirt_at_lap[i]:
+                clean_laps[i].append(lap_times[i][-1])
+            laps_seen[i], dirt_at_lap[i] = info["laps_done"][i], dirt[i]
         leader = info["progress_m"] - info["margin_m"]
         won = active & np.isnan(at_winner) & (info["num_opponents"] > 0) & (leader >= race_m)
         at_winner[won] = info["progress_m"][won]
@@ -139,6 +145,7 @@ def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episod
                        "off_course_time_s": float(info["off_course_time_s"][i]),
                        "finished": bool(info["finished"][i]), "race_time_s": float(info["time_s"][i]),
                        "progress_m": float(info["progress_m"][i]),
+                       "best_clean_lap_s": min(clean_laps[i], default=math.nan),
                        **{f"lap_{k + 1}_s": t for k, t in enumerate(lap_times[i][:laps])}}
             active[i] = False
         bar.update(1)

@@ -70,6 +70,8 @@ def test_a_time_trial_has_no_opponents_and_bad_grids_are_refused(tmp_path, capsy
     table = pd.read_csv(tmp_path / "eval_tokyo_biai_opponents0.csv")
     assert table["finished"].all() and (table["place"] == 1).all()   # alone on the track: first
     assert (table["car_collision_time_s"] == 0).all() and 95 < table["lap_1_s"].iloc[0] < 115
+    assert table["best_clean_lap_s"].iloc[0] == table["lap_1_s"].iloc[0]  # the BIAI alone laps clean
+    assert "best clean lap" in out
     with pytest.raises(ValueError, match=r"opponents must be an int in 0..19, got 20"):
         evaluate("biai", "tokyo", episodes=1, progress=False, opponents=20)
 
