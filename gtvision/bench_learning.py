@@ -34,11 +34,13 @@ EPISODE_COLUMNS = ("progress_m", "wall_time_s", "laps_done", "best_lap_time_s")
 
 def run_ours(out: str, scenario: str, minutes: float, preset: str, variant: str, overrides: dict, seed: int,
              env_kwargs: dict):
-    """``gtvision train`` on one thread for ``minutes`` of training (a worker process's body)."""
+    """``gtvision train`` on one thread for ``minutes`` of training, a checkpoint every 50 epochs (all kept, so
+    that each can be raced or time-trialled afterwards; a worker process's body)."""
     from .training import RunConfig, train
 
     config = RunConfig(scenario=scenario, preset=preset, variant=variant, env_kwargs=env_kwargs,
-                       max_minutes=minutes, seed=seed, threads=1, checkpoint_every=0, overrides=overrides)
+                       max_minutes=minutes, seed=seed, threads=1, checkpoint_every=50, keep_checkpoints=1000,
+                       overrides=overrides)
     train(config, out, progress=False)
 
 
