@@ -344,3 +344,20 @@ def test_step_before_reset_wrong_shapes_and_nan_actions_raise():
         envs.step(np.array([[0.0, np.inf], [0.0, 0.0]]))
     with pytest.raises(ValueError, match="2 seeds"):
         envs.reset(seed=[1, 2, 3])
+
+
+def test_episodes_draw_standing_and_rolling_starts_from_a_list_of_speeds():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=12, vectorization_mode="vector_entry_point",
+                        num_opponents=3, start_speed_mps=[0, 20])
+    envs.reset(seed=0)
+    batch = envs.unwrapped.batch
+    speed = batch.state.speed_mps[:, :4]            # the learner and its three opponents
+    standing = speed.abs().amax(1) < 1e-3
+    rolling = (speed - 20.0).abs().amax(1) < 1e-3
+    assert bool((standing | rolling).all()) and 0 < int(standing.sum()) < 12  # each race one or the other
+    reaction = batch.reaction_s[:, 1:4]             # the opponents react to a standing start only
+    assert bool((reaction[standing] > 0).all()) and bool((reaction[rolling] == 0).all())
+    envs.close()
+    with pytest.raises(ValueError, match=r"start_speed_mps must be a number in \[0, 100\] m/s, or a list"):
+        gym.make_vec("gtvision/Tokyo-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                     start_speed_mps=[0, 200])

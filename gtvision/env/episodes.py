@@ -68,10 +68,11 @@ class EpisodeConfig:
     capped there."""
     stuck_s: float = STUCK_S
     """Truncate the episode when the learner has been stuck this long (s)."""
-    start_speed_mps: float = 0.0
-    """Speed of every car at the start (m/s): 0 is a standing start, more a rolling one. Paper: IV-B
-    samples random start points without saying whether the cars move; a rolling start lets a fresh
-    policy feel the progress reward at once (its random throttle averages zero)."""
+    start_speed_mps: float | tuple[float, ...] = 0.0
+    """Speed of every car at the start (m/s): 0 is a standing start, more a rolling one; several speeds
+    (e.g. ``(0, 20)``): each episode draws one of them uniformly. Paper: IV-B samples random start points
+    without saying whether the cars move; a rolling start lets a fresh policy feel the progress reward at
+    once (its random throttle averages zero), and the standing ones teach the start of a race (IV-C)."""
 
     def __post_init__(self):
         n = self.num_opponents
@@ -87,15 +88,23 @@ class EpisodeConfig:
             raise ValueError(f"laps must be a positive int or None (time-limited training), got {laps!r}")
         if self.bop not in (True, False):
             raise ValueError(f"bop must be True or False, got {self.bop!r}")
-        v = self.start_speed_mps
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100:
-            raise ValueError(f"start_speed_mps must be a number in [0, 100] m/s, got {v!r}")
+        speeds = self.start_speeds
+        if not speeds or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100
+                             for v in speeds):
+            raise ValueError(f"start_speed_mps must be a number in [0, 100] m/s, or a list of them, got "
+                             f"{self.start_speed_mps!r}")
         for name in ("max_time_s", "stuck_s"):
             v = getattr(self, name)
             if v is None and name == "max_time_s":
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, got {v!r}")
+
+    @property
+    def start_speeds(self) -> tuple:
+        """The start speeds an episode draws from (one, unless ``start_speed_mps`` names several)."""
+        v = self.start_speed_mps
+        return tuple(v) if isinstance(v, (tuple, list)) else (v,)
 
     @property
     def num_cars(self) -> int:
@@ -126,15 +135,19 @@ class EpisodeDraws:
     mass_scale: torch.Tensor
     """(k, C) float32 mass multipliers."""
     reaction_s: torch.Tensor
-    """(k, C) float32 each opponent's reaction to a standing start (s; 0 for the learner and parked cars):
-    as in ``gtvision.sim.race``, so that the races of a batch are not copies of one another."""
+    """(k, C) float32 each opponent's reaction to a standing start (s; 0 for the learner and parked cars, and
+    for a rolling start): as in ``gtvision.sim.race``, so that the races of a batch are not copies of one
+    another."""
+    start_speed_mps: torch.Tensor
+    """(k,) float32 the speed of every car at the start (m/s; 0: a standing start)."""
 
 
 def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m: float) -> EpisodeDraws:
     """Draw one new episode per generator (one generator per race, so a race's episodes depend only
     on its own seed, whatever the batch around it)."""
     C = cfg.num_cars
-    n_opp, slot, start, power, mass, reaction = [], [], [], [], [], []
+    n_opp, slot, start, power, mass, reaction, speed = [], [], [], [], [], [], []
+    speeds = cfg.start_speeds
     for rng in rngs:
         # drawn first and for a full grid, so that a race is the same whatever else the episode draws
         react = rng.uniform(0.0, START_REACTION_S, size=MAX_OPPONENTS + 1)[:C]
@@ -153,15 +166,18 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
         used[LEARNER] = False
         power.append(np.where(used, p, 1.0))
         mass.append(np.where(used, m, 1.0))
-        reaction.append(np.where(used, react, 0.0))
+        # drawn last, and only when there is a choice: a one-speed episode's draws are as they always were
+        speed.append(float(speeds[rng.integers(0, len(speeds))]) if len(speeds) > 1 else float(speeds[0]))
+        reaction.append(np.where(used & (speed[-1] == 0), react, 0.0))
     f32 = torch.float32
     return EpisodeDraws(torch.tensor(n_opp), torch.tensor(slot), torch.tensor(start, dtype=f32),
                         torch.tensor(np.stack(power), dtype=f32), torch.tensor(np.stack(mass), dtype=f32),
-                        torch.tensor(np.stack(reaction), dtype=f32))
+                        torch.tensor(np.stack(reaction), dtype=f32), torch.tensor(speed, dtype=f32))
 
 
 def fresh_states(params: core.SimParams, cfg: EpisodeConfig, draws: EpisodeDraws) -> core.SimState:
-    """Start states (standing, or rolling at ``cfg.start_speed_mps``) of the k races of ``draws``, learner in car 0 (parked cars not yet parked).
+    """Start states (standing, or rolling at the drawn start speed) of the k races of ``draws``, learner in car 0
+    (parked cars not yet parked).
 
     The k active cars fill grid slots 0..n; the learner takes its drawn slot and the opponents the
     others in order.
@@ -173,7 +189,7 @@ def fresh_states(params: core.SimParams, cfg: EpisodeConfig, draws: EpisodeDraws
     slot[:, LEARNER] = draws.learner_slot
     state = core.reset(params, k, C, start="random" if cfg.start == "random" else "grid",
                        grid_order=slot.to(dev), start_s_m=draws.start_s_m.to(dev),
-                       initial_speed_mps=float(cfg.start_speed_mps))
+                       initial_speed_mps=draws.start_speed_mps.to(dev).unsqueeze(1).expand(k, C))
     return state.replace(power_scale=draws.power_scale.to(dev), mass_scale=draws.mass_scale.to(dev))
 
 

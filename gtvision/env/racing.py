@@ -191,8 +191,7 @@ class RaceBatch:
         self.vertical_rate[idx] = 0.0
         self.stuck_ref_m[idx] = fresh.progress_m[:, LEARNER]
         self.stuck_time_s[idx] = 0.0
-        if self.episode.start_speed_mps == 0:
-            self.reaction_s[idx] = draws.reaction_s.to(self.device)
+        self.reaction_s[idx] = draws.reaction_s.to(self.device)  # zero for a rolling start
 
     def advance(self, actions: torch.Tensor):
         """One control step of every race with the learners' ``actions`` (R, 2).
@@ -324,7 +323,8 @@ class RacingEnv(gym.Env):
     stuck_s         truncate when the learner is stuck this long (s)
     reward          a ``gtvision.rewards.RewardConfig``; None: the paper's III-C weights and constants
     compile         run the physics through ``torch.compile`` (``gtvision.sim.core.SimParams.compile``)
-    start_speed_mps speed of every car at the start (m/s; 0 = standing start, the default)
+    start_speed_mps speed of every car at the start (m/s; 0 = standing start, the default), or a list of
+                    speeds each episode draws one of (``[0, 20]``: standing and rolling starts)
     ==============  ==============================================================================
     """
 
@@ -334,7 +334,8 @@ class RacingEnv(gym.Env):
                  laps: int | None = None, bop: bool = True, image_size: int = IMAGE_SIZE, device="cpu",
                  render_mode: str | None = None, render_size: tuple = VIDEO_SIZE,
                  max_time_s: float | None = None, stuck_s: float = STUCK_S,
-                 reward: RewardConfig | None = None, compile: bool = False, start_speed_mps: float = 0.0):
+                 reward: RewardConfig | None = None, compile: bool = False,
+                 start_speed_mps: float | tuple[float, ...] = 0.0):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
         self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile)
@@ -392,7 +393,8 @@ class RacingVectorEnv(VectorEnv):
                  start: str = "random", laps: int | None = None, bop: bool = True,
                  image_size: int = IMAGE_SIZE, device="cpu", render_mode: str | None = None,
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
-                 reward: RewardConfig | None = None, compile: bool = False, start_speed_mps: float = 0.0):
+                 reward: RewardConfig | None = None, compile: bool = False,
+                 start_speed_mps: float | tuple[float, ...] = 0.0):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
         self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile)
