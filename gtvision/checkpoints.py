@@ -196,3 +196,30 @@ def fsync_dir(path: str | os.PathLike):
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",)) -> Path:
+    """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
+    ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
+    configuration and resolved preset, and where it was exported from) and ``out/checkpoints/<epoch>/`` holding
+    only the networks named in ``parts`` (of the agent's state: 'actor', 'critics', ...) -- no optimisers, no
+    environments, no replay. Refuses an ``out`` that already holds a run."""
+    path, run_dir = resolve(path)
+    out = Path(out)
+    if (out / CONFIG).exists():
+        raise FileExistsError(f"{out} already holds a run ({CONFIG}); choose another --out")
+    state = load_state(path, map_location="cpu")
+    missing = [p for p in parts if p not in state["agent"]]
+    if missing:
+        raise ValueError(f"checkpoint {path} has no {', '.join(missing)}; it has: {', '.join(state['agent'])}")
+    config = read_run_config(run_dir)
+    config["exported_from"] = {"run": str(run_dir), "checkpoint": path.name, "parts": list(parts)}
+    final = out / "checkpoints" / path.name
+    final.mkdir(parents=True)
+    torch.save({"agent": {p: state["agent"][p] for p in parts}, "epoch": state.get("epoch"),
+                "env_steps": state.get("env_steps")}, final / TRAINER)
+    meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}
+    write_atomic(final / "meta.json", json.dumps({**meta, "replay": False, "exported": True}, indent=2))
+    write_atomic(final / COMPLETE, "")
+    write_atomic(out / CONFIG, json.dumps(config, indent=2))
+    return final

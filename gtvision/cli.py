@@ -212,6 +212,15 @@ def cmd_video(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .checkpoints import export
+
+    final = export(args.checkpoint, args.out)
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
+    print(f"{args.checkpoint} -> {final} ({size / 2**20:.1f} MiB: the actor and the run's configuration)")
+    return 0
+
+
 def cmd_play(args) -> int:
     from .play import play
 
@@ -367,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--out", default="runs/race.mp4", help="the video file (.mp4 or .gif)")
     v.add_argument("--quiet", action="store_true")
     v.set_defaults(func=cmd_video)
+
+    x = sub.add_parser("export", help="copy a checkpoint's actor and configuration into a small run directory "
+                                      "(no optimisers, environments or replay) that evaluate and video accept")
+    x.add_argument("--checkpoint", required=True, help="a run's checkpoint directory (or a run directory: its newest)")
+    x.add_argument("--out", required=True, help="the new directory (e.g. papermill_runs/agents/tokyo_gt_sophy)")
+    x.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="drive an evaluation race yourself from the agent's view (pygame window)")
     pl.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)

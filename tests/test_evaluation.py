@@ -87,6 +87,23 @@ def test_a_checkpoint_drives_in_the_agents_seat(tmp_path):
         evaluate("nobody", "tokyo", episodes=1, progress=False)
 
 
+def test_an_exported_agent_is_small_and_races_like_its_checkpoint(tmp_path, capsys):
+    from gtvision import cli
+
+    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=128, checkpoint_every=1, seed=4,
+                             env_kwargs={"num_opponents": 1, "max_time_s": 2.0}), tmp_path / "run", progress=False)
+    agent = tmp_path / "agents" / "tokyo_smoke"
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(agent)]) == 0
+    (ckpt,) = (agent / "checkpoints").iterdir()
+    state = torch.load(ckpt / "trainer.pt", weights_only=False)
+    assert set(state["agent"]) == {"actor"}  # no critics, optimisers, environments or replay
+    exported = evaluate(agent, "tokyo", episodes=2, seed=0, laps=1, progress=False)
+    original = evaluate(run, "tokyo", episodes=2, seed=0, laps=1, progress=False)
+    pd.testing.assert_frame_equal(exported.drop(columns="driver"), original.drop(columns="driver"))
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(agent)]) == 2  # never overwrites
+    assert "already holds a run" in capsys.readouterr().err
+
+
 def test_a_checkpoint_loads_with_the_networks_it_was_trained_with(tmp_path, monkeypatch):
     """The actor is rebuilt from the resolved preset saved in the run's config.json, so a checkpoint
     still loads after the named preset changes (here: the smoke preset's hidden size)."""
