@@ -135,7 +135,7 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
     if snapshots < 1 or history < 1 or interval_s <= 0:
         raise ValueError(f"snapshots and history must be >= 1 and interval_s > 0, got {snapshots}, {history}, "
                          f"{interval_s}")
-    envs, policy = race_envs(driver, scenario, 1, 1, device, max_time_s=max_time_s)
+    envs, policy = race_envs(driver, scenario, 1, 1, device, max_time_s=max_time_s, render_image=True)
     explained = agent if agent is not None else policy
     if explained is None:
         envs.close()

@@ -72,10 +72,11 @@ def results_name(driver: str | os.PathLike, scenario: str) -> str:
 
 
 def race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max_time_s: float | None = None,
-               opponents: int | None = None):
+              opponents: int | None = None, render_image: bool | None = None):
     """Evaluation races (``gtvision.env.RACE`` with ``laps``, and ``opponents`` BIAI cars instead of 19 when
-    given) and the driver's policy (None for the BIAI)."""
-    from .env import ENV_IDS, RACE
+    given) and the driver's policy (None for the BIAI). The races render the agent's view only when the
+    driver reads it (``gtvision.env.env_kwargs_for``), or as ``render_image`` says."""
+    from .env import ENV_IDS, RACE, env_kwargs_for
     from .env.episodes import MAX_OPPONENTS
 
     if scenario not in SCENARIO_NAMES:
@@ -87,11 +88,17 @@ def race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max_
         kwargs["num_opponents"] = opponents
     if max_time_s is not None:
         kwargs["max_time_s"] = float(max_time_s)
+    if render_image is not None:
+        kwargs["render_image"] = render_image
+    env_id = ENV_IDS[scenario]
     if str(driver) not in DRIVERS:
         if not Path(driver).exists():
             raise ValueError(f"driver {str(driver)!r} is neither a checkpoint path nor one of: {', '.join(DRIVERS)}")
-        checkpoints.resolve(driver)  # refuse what is not a checkpoint before building anything
-    envs = gym.make_vec(ENV_IDS[scenario], num_envs=num_envs, device=device, **kwargs)
+        _, run_dir = checkpoints.resolve(driver)  # refuse what is not a checkpoint before building anything
+        kwargs = env_kwargs_for(env_id, kwargs, checkpoints.run_preset(run_dir).agent)
+    elif render_image is None:
+        kwargs["render_image"] = False  # the BIAI drives from the simulator's state
+    envs = gym.make_vec(env_id, num_envs=num_envs, device=device, **kwargs)
     if str(driver) in DRIVERS:
         return envs, None
     try:

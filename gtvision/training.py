@@ -40,7 +40,7 @@ from .agent.loop import LocalTrainer, run_epochs
 from .agent.presets import PRESET_NAMES, resolve
 from .agent.rollout import evaluate_policy
 from .checkpoints import complete_checkpoints, write_atomic  # noqa: F401  (complete_checkpoints: for users)
-from .env import ENV_IDS, env_spaces, reward_config
+from .env import ENV_IDS, env_kwargs_for, env_spaces, reward_config
 from .scenarios import SCENARIO_NAMES
 
 BACKENDS = ("local", "ray")
@@ -152,16 +152,17 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
                       f"({', '.join(changed)}); the run goes on with the preset it recorded", stacklevel=2)
         preset = saved_preset
     num_envs = config.num_envs or preset.train.num_envs
+    env_kwargs = env_kwargs_for(env_id, config.env_kwargs, preset.agent)  # no image rendered that none reads
     if config.backend == "ray":
         from .agent.distributed import RayTrainer
-        trainer = RayTrainer(env_id, config.env_kwargs, preset, config.workers, max(1, num_envs // config.workers),
+        trainer = RayTrainer(env_id, env_kwargs, preset, config.workers, max(1, num_envs // config.workers),
                              config.seed, config.device, config.ray_address, reward=reward)
         num_envs = trainer.num_envs
     else:
-        trainer = LocalTrainer(gym.make_vec(env_id, num_envs=num_envs, **config.env_kwargs), preset, config.seed,
+        trainer = LocalTrainer(gym.make_vec(env_id, num_envs=num_envs, **env_kwargs), preset, config.seed,
                                config.device, reward=reward)
     if preset.train.demo_steps > 0:  # the BIAI's demonstrations, made again (alike) when a run resumes
-        demo_envs = gym.make_vec(env_id, num_envs=preset.train.num_envs, **config.env_kwargs)
+        demo_envs = gym.make_vec(env_id, num_envs=preset.train.num_envs, **env_kwargs)
         trainer.add_demonstrations(demo_envs, preset.train.demo_steps, seed=config.seed + DEMO_SEED_OFFSET)
         demo_envs.close()
     epochs = preset.train.epochs
@@ -199,7 +200,7 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
     agent = trainer.agent
     trainer.close()
     if config.eval_episodes > 0:
-        eval_envs = gym.make_vec(env_id, num_envs=min(num_envs, config.eval_episodes), **config.env_kwargs)
+        eval_envs = gym.make_vec(env_id, num_envs=min(num_envs, config.eval_episodes), **env_kwargs)
         returns = evaluate_policy(agent, eval_envs, config.eval_episodes, seed=config.seed + 10_000)
         eval_envs.close()
         write_atomic(out / "eval.json", json.dumps(

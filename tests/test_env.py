@@ -361,3 +361,20 @@ def test_episodes_draw_standing_and_rolling_starts_from_a_list_of_speeds():
     with pytest.raises(ValueError, match=r"start_speed_mps must be a number in \[0, 100\] m/s, or a list"):
         gym.make_vec("gtvision/Tokyo-v0", num_envs=1, vectorization_mode="vector_entry_point",
                      start_speed_mps=[0, 200])
+
+
+def test_no_image_is_rendered_for_a_learner_that_reads_none():
+    from gtvision.agent.presets import get_preset
+    from gtvision.env import env_kwargs_for
+
+    sophy, vision = get_preset("smoke", "gt_sophy").agent, get_preset("smoke").agent
+    assert env_kwargs_for("gtvision/Tokyo-v0", {"num_opponents": 2}, sophy) == {"num_opponents": 2,
+                                                                                 "render_image": False}
+    assert env_kwargs_for("gtvision/Tokyo-v0", {}, vision) == {}
+    assert env_kwargs_for("Pendulum-v1", {}, sophy) == {}
+    shown, blank = (gym.make_vec("gtvision/Tokyo-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                                 num_opponents=2, render_image=r) for r in (True, False))
+    (a, _), (b, _) = shown.reset(seed=1), blank.reset(seed=1)
+    assert a["image"].std() > 10 and not b["image"].any()   # black, not rendered
+    for k in ("proprio", "course_points", "opponent_grid"):  # the rest of the observation is the same
+        np.testing.assert_array_equal(a[k], b[k])

@@ -170,6 +170,12 @@ class AgentConfig:
             raise ValueError(f"cnn_channels {self.cnn_channels}, cnn_kernels {self.cnn_kernels} and "
                              f"cnn_strides {self.cnn_strides} must have the same length")
 
+    def reads(self, key: str) -> bool:
+        """Whether the actor or a critic reads observation ``key`` (keys None: the actor reads every key, the
+        asymmetric critic every vector key; the symmetric critic reads the actor's)."""
+        return (self.actor_keys is None or key in self.actor_keys
+                or (self.critic_keys is not None and key in self.critic_keys))
+
 
 @dataclasses.dataclass(frozen=True)
 class ReplayConfig:

@@ -49,6 +49,14 @@ def reward_config(env_id: str, env_kwargs: dict | None = None):
     return RewardConfig.from_value((env_kwargs or {}).get("reward"))
 
 
+def env_kwargs_for(env_id: str, env_kwargs: dict, agent_config) -> dict:
+    """``env_kwargs`` for a learner with ``agent_config`` (``gtvision.agent.config.AgentConfig``): a racing
+    environment renders no image when no network reads one (``render_image=False``, unless given)."""
+    if env_id in ENV_IDS.values() and "render_image" not in env_kwargs and not agent_config.reads("image"):
+        return {**env_kwargs, "render_image": False}
+    return env_kwargs
+
+
 def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[gym.Space, gym.Space]:
     """(observation space, action space) of one sub-environment of ``gymnasium.make_vec(env_id, **env_kwargs)``;
     for the racing ids without building a simulator."""

@@ -121,8 +121,11 @@ class RaceBatch:
 
     def __init__(self, scenario: str, num_races: int, episode: EpisodeConfig, image_size: int = IMAGE_SIZE,
                  render_size: tuple = VIDEO_SIZE, device="cpu", reward: RewardConfig | None = None,
-                 compile: bool = False):
+                 compile: bool = False, render_image: bool = True):
         sc = get_scenario(scenario)
+        if render_image not in (True, False):
+            raise ValueError(f"render_image must be True or False, got {render_image!r}")
+        self.render_image = render_image
         image_size = _check_size("image_size", image_size, 8)
         if not (isinstance(render_size, (tuple, list)) and len(render_size) == 2):
             raise ValueError(f"render_size must be (rows, columns), got {render_size!r}")
@@ -234,8 +237,12 @@ class RaceBatch:
     def observe(self) -> dict[str, torch.Tensor]:
         """The batched observation, {key: (R, ...)} tensors on the simulation device."""
         s, track, car = self.state, self.track, self.params.car
-        image = render_ego(track, s.x, s.y, s.yaw, self.ego, car.length_m, car.width_m, car.height_m,
-                           self.camera, station=s.station)
+        if self.render_image:
+            image = render_ego(track, s.x, s.y, s.yaw, self.ego, car.length_m, car.width_m, car.height_m,
+                               self.camera, station=s.station)
+        else:  # no network reads it: black, not rendered
+            image = torch.zeros(s.x.shape[0], self.camera.height_px, self.camera.width_px, 3, dtype=torch.uint8,
+                                device=self.device)
         return {
             "image": image,
             "proprio": proprio(s, track, self.steer_hist, self.vertical_rate, self.max_steer_rad, LEARNER),
@@ -325,6 +332,8 @@ class RacingEnv(gym.Env):
     compile         run the physics through ``torch.compile`` (``gtvision.sim.core.SimParams.compile``)
     start_speed_mps speed of every car at the start (m/s; 0 = standing start, the default), or a list of
                     speeds each episode draws one of (``[0, 20]``: standing and rolling starts)
+    render_image    False: the ``image`` observation is black, not rendered (for learners that read no
+                    image, as the GT Sophy baseline; ``gtvision.env.env_kwargs_for``)
     ==============  ==============================================================================
     """
 
@@ -335,10 +344,10 @@ class RacingEnv(gym.Env):
                  render_mode: str | None = None, render_size: tuple = VIDEO_SIZE,
                  max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
-                 start_speed_mps: float | tuple[float, ...] = 0.0):
+                 start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
-        self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile)
+        self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile, render_image)
         self.observation_space = observation_space(image_size, self.batch.max_steer_rad)
         self.action_space = action_space()
 
@@ -394,10 +403,11 @@ class RacingVectorEnv(VectorEnv):
                  image_size: int = IMAGE_SIZE, device="cpu", render_mode: str | None = None,
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
-                 start_speed_mps: float | tuple[float, ...] = 0.0):
+                 start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
-        self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile)
+        self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile,
+                               render_image)
         self.num_envs = self.batch.num_races
         self.single_observation_space = observation_space(image_size, self.batch.max_steer_rad)
         self.single_action_space = action_space()
