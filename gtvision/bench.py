@@ -58,8 +58,8 @@ class _BareSim:
     agent's car (0) takes the given actions, ``core.step``, then the agent's view is rendered."""
 
     def __init__(self, params: core.SimParams, state: core.SimState, agent_actions: torch.Tensor,
-                 image_size: int = 64, agent: int | None = None):
-        self.params, self.state = params, state
+                 image_size: int = 64, agent: int | None = None, render: bool = True):
+        self.params, self.state, self.render = params, state, render
         self.plan = driving_plan(params.track, params.car)
         self.agent_actions = agent_actions.to(params.device)
         """(steps, R, 2) the agent's actions, one row per step."""
@@ -87,8 +87,9 @@ class _BareSim:
         self.state = core.step(self.state, controls, params)
         t1 = time.perf_counter()
         s = self.state
-        render_ego(params.track, s.x, s.y, s.yaw, self.ego, car.length_m, car.width_m, car.height_m,
-                   self.cam, station=s.station)
+        if self.render:
+            render_ego(params.track, s.x, s.y, s.yaw, self.ego, car.length_m, car.width_m, car.height_m,
+                       self.cam, station=s.station)
         if params.device.type == "cuda":
             torch.cuda.synchronize()
         return t1 - t0, time.perf_counter() - t1
@@ -178,10 +179,12 @@ def _seconds(fn, *args) -> float:
 
 
 def bench_env(races=(64, 256), scenario: str = "tokyo", steps: int = 20, device: str = "cpu",
-              seed: int = 0, compile: bool = False) -> list[dict]:
-    """Agent-steps/s through ``gymnasium.make_vec`` next to the bare simulator, per number of races.
+              seed: int = 0, compile: bool = False, opponents=(19,), render_image: bool = True) -> list[dict]:
+    """Agent-steps/s through ``gymnasium.make_vec`` next to the bare simulator, per number of races and of
+    opponents (``opponents``: ints 0..19, or None for the training curriculum of paper IV-B, whose races hold
+    20 cars, those not drawn parked off the track).
 
-    The environment runs 20-car races (19 BIAI opponents) with random agent actions; the bare
+    The environment runs races against BIAI opponents with random agent actions; the bare
     simulator starts from a copy of its first state and takes the same actions, so both simulate the
     same races. Their steps alternate, one of each in turn (in alternating order), so that other jobs
     on a shared machine slow both alike, and each is timed by its median step. ``overhead`` is the environment's extra
@@ -194,14 +197,14 @@ def bench_env(races=(64, 256), scenario: str = "tokyo", steps: int = 20, device:
 
     sc = get_scenario(scenario)
     rows = []
-    for r in races:
-        r = int(r)
-        envs = gym.make_vec(ENV_IDS[sc.name], num_envs=r, num_opponents=core.GRID_SIZE - 1, device=device,
-                             compile=compile)
+    for r, n_opp in ((int(r), n) for n in opponents for r in races):
+        envs = gym.make_vec(ENV_IDS[sc.name], num_envs=r, num_opponents=n_opp, device=device, compile=compile,
+                            render_image=render_image)
         envs.reset(seed=seed)
         actions = np.random.default_rng(seed).uniform(-1.0, 1.0, (steps + 2, r, 2)).astype(np.float32)
         batch = envs.unwrapped.batch
-        sim = _BareSim(batch.params, batch.state, torch.from_numpy(actions), agent=0)  # the env's learner
+        sim = _BareSim(batch.params, batch.state, torch.from_numpy(actions), agent=0,  # the env's learner
+                       render=render_image)
         t_sim, t_env = [], []
         for k in range(steps + 2):  # the first two of each warm up (allocator, caches, tables)
             # the order within a pair alternates too: the second of the two finds warmer caches
@@ -214,7 +217,8 @@ def bench_env(races=(64, 256), scenario: str = "tokyo", steps: int = 20, device:
                 t_env.append(de)
         envs.close()
         sim_s, env_s = float(np.median(t_sim)), float(np.median(t_env))
-        rows.append({"races": r, "sim_ms_per_step": 1e3 * sim_s, "env_ms_per_step": 1e3 * env_s,
+        rows.append({"races": r, "opponents": "curriculum" if n_opp is None else n_opp,
+                     "sim_ms_per_step": 1e3 * sim_s, "env_ms_per_step": 1e3 * env_s,
                      "sim_agent_steps_per_s": r / sim_s, "env_agent_steps_per_s": r / env_s,
                      "overhead": env_s / sim_s - 1.0})
     return rows

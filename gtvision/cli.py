@@ -258,14 +258,16 @@ def cmd_bench(args) -> int:
         return 0
     if args.what == "env":
         from .bench import bench_env
+        opponents = [None if o == "curriculum" else int(o) for o in args.opponents]
         rows = bench_env(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
-                         compile=args.compile)
-        print(f"{args.scenario}, 20-car races, median agent-step of each, the two alternating; "
-              "target: the environment adds at most 20% to the bare simulator")
-        print(f"{'races':>6} {'sim steps/s':>12} {'env steps/s':>12} {'sim ms':>8} {'env ms':>8} "
+                         compile=args.compile, opponents=opponents, render_image=not args.no_image)
+        print(f"{args.scenario}, median agent-step of each, the two alternating"
+              + (", no image rendered (a learner that reads none)" if args.no_image else "")
+              + "; target: the environment adds at most 20% to the bare simulator")
+        print(f"{'races':>6} {'opponents':>10} {'sim steps/s':>12} {'env steps/s':>12} {'sim ms':>8} {'env ms':>8} "
               f"{'overhead':>9}")
         for row in rows:
-            print(f"{row['races']:>6} {row['sim_agent_steps_per_s']:>12.0f} "
+            print(f"{row['races']:>6} {row['opponents']:>10} {row['sim_agent_steps_per_s']:>12.0f} "
                   f"{row['env_agent_steps_per_s']:>12.0f} {row['sim_ms_per_step']:>8.1f} "
                   f"{row['env_ms_per_step']:>8.1f} {100 * row['overhead']:>8.1f}%")
         return 0
@@ -410,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--processes", type=int, default=None,
                    help="sim: split the races over this many worker processes, the threads shared among them, "
                         "as rollout workers run them (default: one per core on CPU, 1 on CUDA)")
+    b.add_argument("--opponents", nargs="+", default=["19"], metavar="N",
+                   help="env: BIAI opponents per race, 0..19 or 'curriculum' (paper IV-B; 20-car races, the cars "
+                        "not drawn parked), e.g. --opponents 0 4 19 curriculum (default 19)")
+    b.add_argument("--no-image", action="store_true", help="env: render no image (render_image=False)")
     b.add_argument("--minutes", type=float, default=25.0, help="learning: minutes of training of each learner")
     b.add_argument("--window", type=float, default=5.0, help="learning: minutes per row of the table")
     b.add_argument("--preset", default="cpu", help="learning: our preset")

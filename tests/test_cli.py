@@ -283,3 +283,10 @@ def test_bench_learner_reports_the_median_update_against_its_flop_bound(monkeypa
     assert row["updates_per_s"] == pytest.approx(1 / 0.2)
     assert row["lower_bound_s"] == pytest.approx(row["gflop_per_update"] / 50.0)  # those FLOPs at 50 GFLOP/s
     assert row["x_lower_bound"] == pytest.approx(0.2 / row["lower_bound_s"])
+
+
+def test_bench_env_runs_each_field_size_and_the_curriculum():
+    rows = bench.bench_env(races=(2,), steps=1, scenario="tokyo", opponents=(0, None), render_image=False)
+    assert [r["opponents"] for r in rows] == [0, "curriculum"]
+    args = cli.build_parser().parse_args(["bench", "env", "--opponents", "0", "4", "curriculum", "--no-image"])
+    assert args.opponents == ["0", "4", "curriculum"] and args.no_image
