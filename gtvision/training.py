@@ -27,6 +27,7 @@ import dataclasses
 import json
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -161,10 +162,13 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
     else:
         trainer = LocalTrainer(gym.make_vec(env_id, num_envs=num_envs, **env_kwargs), preset, config.seed,
                                config.device, reward=reward)
+    demo_seconds = None
     if preset.train.demo_steps > 0:  # the BIAI's demonstrations, made again (alike) when a run resumes
+        t0 = time.perf_counter()
         demo_envs = gym.make_vec(env_id, num_envs=preset.train.num_envs, **env_kwargs)
         trainer.add_demonstrations(demo_envs, preset.train.demo_steps, seed=config.seed + DEMO_SEED_OFFSET)
         demo_envs.close()
+        demo_seconds = time.perf_counter() - t0
     epochs = preset.train.epochs
     if config.total_steps is not None:
         steps_per_epoch = max(1, preset.train.env_steps_per_epoch // num_envs) * num_envs
@@ -177,7 +181,7 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / checkpoints.CONFIG, json.dumps(
             {"run": dataclasses.asdict(config), "env_id": env_id, "num_envs": num_envs, "epochs": epochs,
-             "preset": preset.to_dict()}, indent=2, default=str))
+             "demo_seconds": demo_seconds, "preset": preset.to_dict()}, indent=2, default=str))
     history = []
     from tensorboardX import SummaryWriter
     tb = SummaryWriter(str(out / "tensorboard"), purge_step=trainer.epoch + 1 if resume else None)
