@@ -177,3 +177,14 @@ def test_select_races_every_checkpoint_of_a_run_and_applies_the_rule(tmp_path, c
                      "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "worst human car-collision time" in out and "-1.00 s" in out and "no checkpoint" in out
+
+
+def test_the_committed_gt_sophy_agent_drives_a_lap_of_tokyo():
+    """papermill_runs/agents/tokyo_gt_sophy: the GT Sophy baseline's actor as committed (gtvision export), from the
+    back of the grid, standing start, alone."""
+    from pathlib import Path
+
+    agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_gt_sophy"
+    table = evaluate(agent, "tokyo", episodes=1, seed=10_001, laps=1, opponents=0, progress=False)
+    assert table["variant"].iloc[0] == "gt_sophy"
+    assert table["finished"].iloc[0] and table["lap_1_s"].iloc[0] < 115.0  # the BIAI alone: 103.1 s flying
