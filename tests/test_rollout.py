@@ -60,3 +60,12 @@ def test_given_actions_drive_without_an_agent_and_a_missing_one_is_refused():
 def test_evaluate_policy_returns_the_first_episodes_to_end():
     returns = evaluate_policy(EchoAgent(), _counting_envs(), episodes=3, seed=0)
     assert sorted(returns.tolist()) == [15.0, 21.0, 21.0]  # lengths 5, 6 (env 1) and 6 (env 0's second)
+
+
+def test_given_actions_leave_the_agents_state_riding_along_and_reset_at_each_episode_start():
+    rollout = Rollout(_counting_envs(), EchoAgent(), seed=0)
+    for _ in range(20):
+        obs_t = rollout.obs["vec"][:, 1].copy()
+        step = rollout.step(np.full((2, 1), 0.5, np.float32))  # another driver's actions
+        assert (step.action == 0.5).all()
+        np.testing.assert_array_equal(step.hidden[step.live, 0].numpy(), obs_t[step.live])

@@ -98,8 +98,9 @@ class Trainer(abc.ABC):
         """The BIAI drives ``steps`` steps (all sub-environments together) in the learner's seat of ``envs`` (a
         gtvision racing vector environment), stored in :attr:`demos`, a replay that collection never writes.
 
-        The stored hidden states are the actor's own along the BIAI's observations (its mean action is not
-        used: no random draw, so the run's random streams are those of a run without demonstrations)."""
+        The stored hidden states are the actor's own along the BIAI's observations (``Rollout.step`` with
+        the BIAI's actions: no random draw, so the run's random streams are those of a run without
+        demonstrations)."""
         if not hasattr(envs.unwrapped, "biai_actions"):
             raise ValueError(f"demo_steps={steps} needs a gtvision racing environment (the BIAI drives the "
                              "demonstrations); use 0 for other environments")
@@ -111,15 +112,11 @@ class Trainer(abc.ABC):
                                     self.agent.hidden_size, n, demo_cfg, self.preset.agent.gamma,
                                     self.preset.agent.n_step, self.agent.device, seed=seed,
                                     reward_terms=len(TERM_NAMES) if self.ramp else 0)
-        rollout = Rollout(envs, None, seed=seed)
-        hidden = self.agent.initial_hidden(n)
+        rollout = Rollout(envs, self.agent, seed=seed)  # the BIAI drives; the actor's state rides along
         for _ in range(max(1, steps // n)):
-            obs = rollout.obs
-            _, next_hidden = self.agent.act(obs, hidden, eval_mode=True)
             step = rollout.step(envs.unwrapped.biai_actions())
-            self.demos.add(obs, hidden, step.action, step.reward, step.terminated, step.truncated, step.next_obs,
-                           terms=stack_terms(step.info) if self.ramp else None)
-            hidden = torch.where(torch.as_tensor(step.done, device=next_hidden.device)[:, None], 0.0, next_hidden)
+            self.demos.add(step.obs, step.hidden, step.action, step.reward, step.terminated, step.truncated,
+                           step.next_obs, terms=stack_terms(step.info) if self.ramp else None)
         return self.demos
 
     def run_epoch(self) -> dict:

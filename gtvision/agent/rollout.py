@@ -136,13 +136,17 @@ class Rollout:
         self.stats = EpisodeStats(n)
 
     def step(self, action: np.ndarray | None = None) -> Step:
-        """One vector step: the agent's action for the current observation (or ``action`` when given)."""
+        """One vector step: the agent's action for the current observation, or ``action`` when given (another
+        driver's); the agent's recurrent state then rides along on the same observations (its mean action,
+        unused: no random draw)."""
         obs, hidden = self.obs, self.hidden
         next_hidden = None
         if action is None:
             if self.agent is None:
                 raise ValueError("a Rollout without an agent needs the actions of every step")
             action, next_hidden = self.agent.act(obs, hidden, eval_mode=self.eval_mode)
+        elif self.agent is not None:
+            _, next_hidden = self.agent.act(obs, hidden, eval_mode=True)
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
         live = ~self.autoreset
         done = episode_ends(self.autoreset, terminated, truncated)
