@@ -378,3 +378,18 @@ def test_no_image_is_rendered_for_a_learner_that_reads_none():
     assert a["image"].std() > 10 and not b["image"].any()   # black, not rendered
     for k in ("proprio", "course_points", "opponent_grid"):  # the rest of the observation is the same
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_environments_pickled_before_render_image_existed_still_render():
+    """A checkpoint's pickled environments from before ``render_image`` resume as they ran (rendering)."""
+    import pickle
+
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                        num_opponents=0, render_image=False)
+    envs.reset(seed=0)
+    old = pickle.loads(pickle.dumps(envs))
+    del old.batch.__dict__["render_image"]             # as the older code pickled it
+    again = pickle.loads(pickle.dumps(old))
+    assert again.batch.render_image is True
+    assert again.step(np.zeros((1, 2), np.float32))[0]["image"].std() > 10
+    assert pickle.loads(pickle.dumps(envs)).batch.render_image is False   # a stored value wins

@@ -119,6 +119,13 @@ class RaceBatch:
     the stuck timer, and which cars race (``opponents``) or are parked (``parked``).
     """
 
+    PICKLE_DEFAULTS = {"render_image": True}
+    """Attributes added after checkpoints pickled environments, with the behaviour those had (a resumed run
+    trains on as it began)."""
+
+    def __setstate__(self, state: dict):
+        self.__dict__.update({**self.PICKLE_DEFAULTS, **state})
+
     def __init__(self, scenario: str, num_races: int, episode: EpisodeConfig, image_size: int = IMAGE_SIZE,
                  render_size: tuple = VIDEO_SIZE, device="cpu", reward: RewardConfig | None = None,
                  compile: bool = False, render_image: bool = True):
