@@ -301,15 +301,17 @@ def update_flops(agent, batch) -> float:
     return float(counter.get_total_flops()) + gru_flops[0]
 
 
-def learner_update_time(preset_name: str, updates: int = 3, device: str = "cpu", seed: int = 0) -> dict:
-    """Seconds per QR-SAC update of ``preset_name`` on the racing observation (median of ``updates``)."""
+def learner_update_time(preset_name, updates: int = 3, device: str = "cpu", seed: int = 0) -> dict:
+    """Seconds per QR-SAC update of a preset (a name or a ``Preset``) on the racing observation (median of
+    ``updates``)."""
     import statistics
 
     from .agent import get_preset
     from .agent.qrsac import QRSACAgent
     from .env.racing import action_space, observation_space
 
-    preset = get_preset(preset_name)
+    preset = get_preset(preset_name) if isinstance(preset_name, str) else preset_name
+    preset_name = preset.name
     torch.manual_seed(seed)
     agent = QRSACAgent(observation_space(), action_space(), preset.agent, device, burn_in=preset.replay.burn_in)
     batch = _learner_batch(agent, preset, seed)
@@ -343,3 +345,71 @@ def bench_learner(presets=("paper", "cpu"), updates=(3, 20), device: str = "cpu"
         row["updates_per_s"] = 1.0 / row["update_s"]
         rows.append(row)
     return {"matmul_gflops": gflops, "rows": rows}
+
+
+TRAINING_ENV = {"start_speed_mps": 20.0, "stuck_s": 3.0}
+"""``bench_training``'s episodes: rolling starts (a fresh policy moves), the stuck rule after 3 s."""
+
+
+def training_rates(trainer, epochs: int) -> dict:
+    """Seconds of collection and of updates over ``epochs`` epochs of ``trainer`` (each epoch as
+    ``Trainer.run_epoch`` runs it: the epoch's environment steps, then its updates)."""
+    cfg = trainer.cfg
+    steps = max(1, cfg.env_steps_per_epoch // trainer.num_envs)
+    collect_s = learn_s = 0.0
+    env_steps, updates = trainer.env_steps, trainer.updates
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        trainer.finish_collection(trainer.start_collection(steps))
+        t1 = time.perf_counter()
+        trainer.learn()
+        learn_s += time.perf_counter() - t1
+        collect_s += t1 - t0
+    env_steps, updates = trainer.env_steps - env_steps, trainer.updates - updates
+    wall = collect_s + learn_s
+    return {"env_steps": env_steps, "updates": updates, "collect_s": collect_s, "learn_s": learn_s,
+            "env_steps_per_s": env_steps / wall, "updates_per_s": updates / wall,
+            "collection_share": collect_s / wall}
+
+
+def bench_training(preset_name: str = "cpu", variant: str = "gt_sophy", overrides: dict | None = None,
+                   opponents=(0, 19, None), epochs: int = 5, scenario: str = "tokyo", device: str = "cpu",
+                   seed: int = 0) -> dict:
+    """Training's rate (updates and environment steps per second of the local loop, collection included)
+    for each opponent count (None: the IV-B curriculum), next to the update alone (``learner_update_time``)
+    of the same preset, measured in the same run.
+
+    Each row trains a fresh learner up to its first epoch with updates (``learning_starts``: a window per
+    environment) and then ``epochs`` timed ones; no demonstrations, no reset. ``overrides`` as ``gtvision train --set``."""
+    import dataclasses
+
+    import gymnasium as gym
+
+    from .agent.loop import LocalTrainer
+    from .agent.presets import apply_overrides, get_preset
+    from .env import ENV_IDS, env_kwargs_for
+
+    if scenario not in ENV_IDS:
+        raise ValueError(f"unknown scenario {scenario!r}; valid: {', '.join(ENV_IDS)}")
+    preset = apply_overrides(get_preset(preset_name, variant), overrides or {})
+    window = preset.replay.burn_in + preset.replay.seq_len + preset.agent.n_step  # rows a stream needs to sample
+    train = dataclasses.replace(preset.train, learning_starts=preset.train.num_envs * window, demo_steps=0,
+                                reset_epoch=None)
+    preset = dataclasses.replace(preset, train=train)
+    update = learner_update_time(preset, updates=max(5, train.updates_per_epoch // 4), device=device, seed=seed)
+    rows = []
+    for n in opponents:
+        kwargs = env_kwargs_for(ENV_IDS[scenario], {**TRAINING_ENV, "num_opponents": n}, preset.agent)
+        envs = gym.make_vec(ENV_IDS[scenario], num_envs=train.num_envs, vectorization_mode="vector_entry_point",
+                            device=device, **kwargs)
+        trainer = LocalTrainer(envs, preset, seed=seed, device=device)
+        try:
+            while trainer.updates == 0:  # fill learning_starts, up to the first epoch with updates
+                trainer.run_epoch()
+            row = training_rates(trainer, epochs)
+        finally:
+            trainer.close()
+        rows.append({"opponents": "curriculum" if n is None else n, **row,
+                     "update_only_per_s": 1.0 / update["update_s"],
+                     "x_update_only": row["updates_per_s"] * update["update_s"]})
+    return {"preset": preset.name, "variant": variant, "update": update, "rows": rows}

@@ -232,6 +232,21 @@ def cmd_play(args) -> int:
     return 0
 
 
+def _opponent_counts(values: list[str]) -> list[int | None]:
+    """``--opponents`` of a benchmark: counts 0..19, or 'curriculum' (None)."""
+    from .env.episodes import MAX_OPPONENTS
+
+    out = []
+    for v in values:
+        if v == "curriculum":
+            out.append(None)
+        elif v.isdigit() and int(v) <= MAX_OPPONENTS:
+            out.append(int(v))
+        else:
+            raise ValueError(f"--opponents: {v!r} is neither 0..{MAX_OPPONENTS} nor 'curriculum'")
+    return out
+
+
 def cmd_bench(args) -> int:
     import torch
 
@@ -258,7 +273,7 @@ def cmd_bench(args) -> int:
         return 0
     if args.what == "env":
         from .bench import bench_env
-        opponents = [None if o == "curriculum" else int(o) for o in args.opponents]
+        opponents = _opponent_counts(args.opponents)
         rows = bench_env(races=args.races, scenario=args.scenario, steps=args.steps, device=args.device,
                          compile=args.compile, opponents=opponents, render_image=not args.no_image)
         print(f"{args.scenario}, median agent-step of each, the two alternating"
@@ -281,6 +296,20 @@ def cmd_bench(args) -> int:
             print(f"{r['preset']:>7} {r['parameters']:>11,} {r['batch']:>32} {r['gflop_per_update']:>13.1f} "
                   f"{r['update_s']:>9.3f} {r['updates_per_s']:>10.2f} {r['x_lower_bound']:>13.2f}")
         return 0
+    if args.what == "training":
+        from .bench import bench_training
+        opponents = _opponent_counts(args.opponents)
+        res = bench_training(args.preset, args.variant, _key_values(args.set, "--set"), opponents, args.epochs,
+                             args.scenario, args.device, args.seed)
+        u = res["update"]
+        print(f"{args.scenario}, {res['preset']} preset, {res['variant']}"
+              + (f", {' '.join(args.set)}" if args.set else "")
+              + f"; the update alone ({u['batch']}): {u['update_s'] * 1000:.1f} ms, {1 / u['update_s']:.1f} updates/s")
+        print(f"{'opponents':>10} {'env steps/s':>12} {'updates/s':>10} {'x update alone':>15} {'collection':>11}")
+        for r in res["rows"]:
+            print(f"{r['opponents']:>10} {r['env_steps_per_s']:>12.1f} {r['updates_per_s']:>10.1f} "
+                  f"{r['x_update_only']:>15.2f} {100 * r['collection_share']:>10.1f}%")
+        return 0
     if args.what == "learning":
         import time
 
@@ -296,7 +325,7 @@ def cmd_bench(args) -> int:
             print(t.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
         print(f"\n-> {out}/learning.csv, {out}/learning.png")
         return 0
-    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env, learner, learning")
+    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env, learner, training, learning")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,9 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
-    b.add_argument("what", choices=["sim", "env", "learner", "learning"],
+    b.add_argument("what", choices=["sim", "env", "learner", "training", "learning"],
                    help="sim: the simulator next to CarRacing-v3; env: make_vec next to the bare simulator; "
                         "learner: QR-SAC update time of the paper and cpu presets next to the matmul rate; "
+                        "training: the training loop's updates/s (collection included) next to the update alone; "
                         "learning: our learner next to Stable-Baselines3's SAC, same task and minutes, side by side")
     b.add_argument("--races", type=int, nargs="+", default=None,
                    help="parallel races (default: 64 256 1024 2048 for sim, 64 256 for env)")
@@ -413,15 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim: split the races over this many worker processes, the threads shared among them, "
                         "as rollout workers run them (default: one per core on CPU, 1 on CUDA)")
     b.add_argument("--opponents", nargs="+", default=["19"], metavar="N",
-                   help="env: BIAI opponents per race, 0..19 or 'curriculum' (paper IV-B; 20-car races, the cars "
-                        "not drawn parked), e.g. --opponents 0 4 19 curriculum (default 19)")
+                   help="env, training: BIAI opponents per race, 0..19 or 'curriculum' (paper IV-B; 20-car races, "
+                        "the cars not drawn parked), e.g. --opponents 0 4 19 curriculum (default 19)")
     b.add_argument("--no-image", action="store_true", help="env: render no image (render_image=False)")
     b.add_argument("--minutes", type=float, default=25.0, help="learning: minutes of training of each learner")
     b.add_argument("--window", type=float, default=5.0, help="learning: minutes per row of the table")
-    b.add_argument("--preset", default="cpu", help="learning: our preset")
-    b.add_argument("--variant", default="gt_sophy", help="learning: our variant (default: the GT Sophy baseline)")
+    b.add_argument("--preset", default="cpu", help="training, learning: our preset")
+    b.add_argument("--variant", default="gt_sophy",
+                   help="training, learning: our variant (default: the GT Sophy baseline)")
     b.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                   help="learning: change a field of our preset (repeatable)")
+                   help="training, learning: change a field of our preset (repeatable)")
+    b.add_argument("--epochs", type=int, default=5, help="training: timed epochs per opponent count")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--no-sb3", action="store_true", help="learning: ours alone")
     b.add_argument("--out", default=None, help="learning: directory of both runs, the table and the plot")

@@ -290,3 +290,30 @@ def test_bench_env_runs_each_field_size_and_the_curriculum():
     assert [r["opponents"] for r in rows] == [0, "curriculum"]
     args = cli.build_parser().parse_args(["bench", "env", "--opponents", "0", "4", "curriculum", "--no-image"])
     assert args.opponents == ["0", "4", "curriculum"] and args.no_image
+
+
+def test_bench_training_reports_the_loops_rates_next_to_the_update_alone(monkeypatch):
+    """On a clock where an update costs 50 ms and a vector step of the environments 10 ms, the loop's
+    updates/s, steps/s and collection share follow from the epoch's counts alone."""
+    from gtvision.agent.presets import get_preset
+    from gtvision.agent.qrsac import QRSACAgent
+    from gtvision.agent.rollout import Rollout
+
+    clock = _Clock()
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(QRSACAgent, "update", clock.charging(QRSACAgent.update, lambda *_: 0.05))
+    monkeypatch.setattr(Rollout, "step", clock.charging(Rollout.step, lambda *_: 0.01))
+    res = bench.bench_training("smoke", "gt_sophy", {"train.updates_per_epoch": 3}, opponents=(None,), epochs=2)
+    train = get_preset("smoke", "gt_sophy").train
+    steps = train.env_steps_per_epoch // train.num_envs           # vector steps per epoch
+    seconds = 2 * (3 * 0.05 + steps * 0.01)
+    assert res["update"]["update_s"] == pytest.approx(0.05)
+    assert [r["opponents"] for r in res["rows"]] == ["curriculum"]
+    for row in res["rows"]:
+        assert row["updates"] == 6 and row["env_steps"] == 2 * steps * train.num_envs
+        assert row["updates_per_s"] == pytest.approx(6 / seconds)
+        assert row["env_steps_per_s"] == pytest.approx(2 * steps * train.num_envs / seconds)
+        assert row["collection_share"] == pytest.approx(2 * steps * 0.01 / seconds)
+        assert row["x_update_only"] == pytest.approx(row["updates_per_s"] * 0.05)
+    with pytest.raises(ValueError, match="neither 0..19 nor 'curriculum'"):
+        cli._opponent_counts(["4", "twenty"])
