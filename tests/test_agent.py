@@ -219,7 +219,8 @@ def test_a_critic_trunk_normalises_the_state_before_the_action_joins_it():
     assert trunk_out.abs().max() <= 1.0   # tanh of a normalised layer: the state at the action's scale
     a = torch.zeros(5, 2)
     assert not torch.allclose(critic.quantiles(features, a), critic.quantiles(features, a + 0.5))
-    assert make_agent()[0].critics[0].trunk is None  # the paper's critic: no trunk
+    assert make_agent(critic_trunk=0)[0].critics[0].trunk is None  # the paper's critic: no trunk
+    assert get_preset("paper").agent.critic_trunk == get_preset("cpu").agent.critic_trunk == 64  # ours: in both
 
 
 @pytest.mark.parametrize("transform", ["symlog", "none"])
@@ -337,6 +338,28 @@ def test_paper_preset_holds_the_papers_numbers():
     assert (p.replay.batch_sequences * p.replay.seq_len, p.replay.burn_in, p.replay.capacity) == (512, 16, 5_000_000)
     assert (p.train.reset_epoch, p.train.epochs, p.agent.max_shift_px) == (2000, 20_000, 4)
     assert set(PRESET_NAMES) == {"paper", "cpu", "smoke"}
+
+
+def test_cpu_preset_trains_on_the_papers_full_reward_with_the_learning_recipe():
+    """The levers that made learning work under the full reward (README) are the cpu preset's: the paper's
+    weights from the first epoch (no ramp), 1-step returns, a tuned alpha from a narrow fresh policy, an
+    update per step, and the BIAI's demonstrations in racing environments only."""
+    import gymnasium as gym
+
+    from gtvision.agent.loop import PenaltyRamp
+    from gtvision.agent.presets import resolve
+    from gtvision.rewards import TERM_NAMES, RewardConfig
+
+    p = get_preset("cpu", "gt_sophy")
+    assert p.train.penalty_ramp_epochs == 0 and p.train.penalty_scale(0) == 1.0
+    paper = [RewardConfig().weights()[k] for k in TERM_NAMES]
+    assert list(PenaltyRamp(p.train, RewardConfig()).weights(0)) == pytest.approx(paper)
+    assert (p.agent.n_step, p.agent.gamma, p.agent.target_entropy, p.agent.init_log_std) == (1, 0.99, -2.0, -1.0)
+    assert p.train.updates_per_epoch == p.train.env_steps_per_epoch and p.agent.critic_trunk == 64
+    assert p.train.demo_steps == 20_000 and p.train.demo_share == 0.5
+    pendulum = resolve("cpu", "asymmetric", observation_space=gym.make("Pendulum-v1").observation_space,
+                       reward_terms=False)
+    assert pendulum.train.demo_steps == 0   # no BIAI to demonstrate another task
 
 
 def test_training_loop_smoke_on_a_gymnasium_task_and_on_tokyo():

@@ -109,9 +109,12 @@ class AgentConfig:
     """Units of each hidden layer of the critic's MLP (paper III-D)."""
     critic_depth: int = 4
     """Hidden layers of the critic's MLP (paper III-D)."""
-    critic_trunk: int = 0
-    """0: the critic's MLP reads the state features and the action together (the paper). N > 0 (ours, as
-    DrQ-v2's critic): the state features first go through Linear(N) -> LayerNorm -> tanh, then join the action."""
+    critic_trunk: int = 64
+    """N > 0: the state features first go through Linear(N) -> LayerNorm -> tanh, then join the action in the
+    critic's MLP (as DrQ-v2's critic); 0: the MLP reads the state features and the action together.
+    Paper: III-D concatenates them at the input. Ours, in every preset: the action is 2 of the critic's 635
+    inputs there, and a critic trained on real Tokyo states explains the reversal penalty's dependence on the
+    action with R^2 0.77 without the trunk, 0.87 with it (the learning issue's measurements)."""
     symmetric_critic: bool = False
     """Critic sees the actor's keys, with its own encoder and recurrence (paper V-C ablation)."""
     num_quantiles: int = 32
