@@ -223,6 +223,27 @@ def test_a_critic_trunk_normalises_the_state_before_the_action_joins_it():
     assert get_preset("paper").agent.critic_trunk == get_preset("cpu").agent.critic_trunk == 64  # ours: in both
 
 
+def test_opponent_proximity_adds_each_cars_nearness_in_car_lengths():
+    from gtvision.agent.networks import car_nearness
+
+    grid = torch.zeros(1, 1, 14, 6)
+    grid[0, 0, 0, :2] = torch.tensor([4.2, 0.0])    # touching the car ahead
+    grid[0, 0, 1, :2] = torch.tensor([4.62, 0.3])   # a tenth of a length behind it
+    grid[0, 0, 7, :2] = torch.tensor([-1.0, 2.0])   # alongside, touching
+    near = car_nearness(grid)[0, 0]
+    assert float(near[0]) == pytest.approx(0.0, abs=1e-6) and float(near[7]) == pytest.approx(0.0, abs=1e-6)
+    assert float(near[1]) == pytest.approx(math.log1p(0.4), abs=1e-4)
+    assert float(near[2]) == pytest.approx(-math.log1p(4.0))   # an empty row
+    agent, _ = make_agent("gt_sophy", opponent_proximity=True)
+    plain, _ = make_agent("gt_sophy")
+    for net in (agent.actor, agent.critics[0]):
+        assert net.torso.feature_dim == plain.actor.torso.feature_dim + 14
+    obs = {k: torch.zeros(1, 1, *OBS_SPACE[k].shape) for k in agent.actor.torso.vector_keys}
+    obs["opponent_grid"] = grid
+    x = agent.actor.torso.embed(obs)[0, 0]
+    assert torch.isclose(x, near[1]).any() and agent.actor.torso.embed(obs).shape[-1] == agent.actor.torso.feature_dim
+
+
 @pytest.mark.parametrize("transform", ["symlog", "none"])
 def test_vector_observations_are_symlog_scaled_before_the_networks(transform):
     agent, _ = make_agent(vector_transform=transform)

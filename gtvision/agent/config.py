@@ -152,6 +152,13 @@ class AgentConfig:
     """Largest shift in pixels, with reflect padding (paper IV-B)."""
     zero_hidden_init: bool = False
     """Burn-in starts from zeros instead of the stored hidden state (paper V-C ablation)."""
+    opponent_proximity: bool = False
+    """True: each row of ``opponent_grid`` that a network reads adds one feature, the car's nearness in units
+    of a car: symlog(4 (max(|x| / 4.2, |y| / 2.0) - 1)) from its relative position (x, y) (m), 0 where the
+    bodies touch (a 4.2 x 2.0 m car, about the three cars of Table I), 0.34 at a tenth of a car's length
+    behind, 1.6 two lengths away; an empty row reads -1.6. Symlog of the position alone moves by 0.06
+    between touching a car ahead (x = 4.2 m) and following it 0.4 m further back. Paper: III-A gives the
+    positions only; ours (off by default): the reading of r^c's threshold, made visible."""
     vector_transform: str = "scaled"
     """Applied to every vector observation before the networks: 'scaled' (a feature with finite bounds in the
     observation space mapped to [-1, 1] by them, the others symlog), 'symlog' (sign(x) log(1 + |x|), as

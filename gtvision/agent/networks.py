@@ -62,6 +62,19 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(x.abs())
 
 
+PROXIMITY_KEY = "opponent_grid"
+"""The observation whose rows are cars at (x, y, ...) relative to the learner (``AgentConfig.opponent_proximity``)."""
+CAR_LENGTH_M, CAR_WIDTH_M = 4.2, 2.0
+"""A nominal car for ``car_nearness`` (Table I's cars: 4.0 to 4.6 m by 1.9 to 2.0 m)."""
+
+
+def car_nearness(grid: torch.Tensor) -> torch.Tensor:
+    """(..., rows) symlog(4 (max(|x| / length, |y| / width) - 1)) of an opponent grid (..., rows, >= 2): 0 where two
+    aligned cars touch, growing by about 0.34 over the first tenth of a car length of gap."""
+    d = torch.maximum(grid[..., 0].abs() / CAR_LENGTH_M, grid[..., 1].abs() / CAR_WIDTH_M)
+    return symlog(4.0 * (d - 1.0))
+
+
 def mlp(in_dim: int, width: int, depth: int, out_dim: int) -> nn.Sequential:
     """``depth`` hidden layers of ``width`` ReLU units, then a linear output layer."""
     layers: list[nn.Module] = []
@@ -113,6 +126,9 @@ class Torso(nn.Module):
         self.encoders = nn.ModuleDict({k: ImageEncoder(space[k].shape, cfg) for k in self.image_keys})
         in_dim = sum(e.out_dim for e in self.encoders.values())
         in_dim += sum(int(np.prod(space[k].shape)) for k in self.vector_keys)
+        self.proximity = cfg.opponent_proximity and PROXIMITY_KEY in self.vector_keys
+        if self.proximity:
+            in_dim += int(space[PROXIMITY_KEY].shape[0])  # one nearness per row
         self.transform = cfg.vector_transform
         for i, k in enumerate(self.vector_keys):  # the observation space's bounds of each feature ('scaled')
             low = np.asarray(space[k].low, np.float32).reshape(-1)
@@ -142,6 +158,8 @@ class Torso(nn.Module):
             parts.append(self.encoders[k](x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1))
         for i, k in enumerate(self.vector_keys):
             x = obs[k]
+            if self.proximity and k == PROXIMITY_KEY:
+                parts.append(car_nearness(x.float()))
             x = x.reshape(*x.shape[:2], -1).float()
             if self.transform == "symlog":
                 x = symlog(x)
