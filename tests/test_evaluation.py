@@ -188,3 +188,6 @@ def test_the_committed_gt_sophy_agent_drives_a_lap_of_tokyo():
     table = evaluate(agent, "tokyo", episodes=1, seed=10_001, laps=1, opponents=0, progress=False)
     assert table["variant"].iloc[0] == "gt_sophy"
     assert table["finished"].iloc[0] and table["lap_1_s"].iloc[0] < 115.0  # the BIAI alone: 103.1 s flying
+    # and a one-lap race from the back of the 20-car grid: it finishes, ahead of where it started
+    race = evaluate(agent, "tokyo", episodes=1, seed=10_002, laps=1, progress=False)
+    assert race["finished"].iloc[0] and race["place"].iloc[0] < 20
