@@ -191,3 +191,14 @@ def test_the_committed_gt_sophy_agent_drives_a_lap_of_tokyo():
     # and a one-lap race from the back of the 20-car grid: it finishes, ahead of where it started
     race = evaluate(agent, "tokyo", episodes=1, seed=10_002, laps=1, progress=False)
     assert race["finished"].iloc[0] and race["place"].iloc[0] < 20
+
+
+def test_the_committed_time_trial_agent_laps_tokyo_clean_faster_than_the_biai():
+    """papermill_runs/agents/tokyo_gt_sophy_time_trial (run D3's epoch 270, 25 minutes of training): alone from the
+    back of the grid, its second lap touches no wall and beats the BIAI's flying lap alone (103.1 s)."""
+    from pathlib import Path
+
+    agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_gt_sophy_time_trial"
+    (row,) = evaluate(agent, "tokyo", episodes=1, seed=3, laps=2, opponents=0, progress=False).to_dict("records")
+    assert row["finished"] and row["wall_time_s"] == 0.0 and row["off_course_time_s"] == 0.0
+    assert row["best_clean_lap_s"] == row["lap_2_s"] < 103.1
