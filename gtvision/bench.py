@@ -410,6 +410,5 @@ def bench_training(preset_name: str = "cpu", variant: str = "gt_sophy", override
         finally:
             trainer.close()
         rows.append({"opponents": "curriculum" if n is None else n, **row,
-                     "update_only_per_s": 1.0 / update["update_s"],
                      "x_update_only": row["updates_per_s"] * update["update_s"]})
     return {"preset": preset.name, "variant": variant, "update": update, "rows": rows}

@@ -145,7 +145,7 @@ class Rollout:
             if self.agent is None:
                 raise ValueError("a Rollout without an agent needs the actions of every step")
             action, next_hidden = self.agent.act(obs, hidden, eval_mode=self.eval_mode)
-        elif self.agent is not None:
+        elif self.agent is not None and hidden.shape[-1] > 0:  # a memoryless actor has no state to carry
             _, next_hidden = self.agent.act(obs, hidden, eval_mode=True)
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
         live = ~self.autoreset
