@@ -38,6 +38,8 @@ TERM_NAMES = ("progress", "off_course", "wall", "car_velocity", "car_fixed", "ov
 """The eight terms of paper III-C, in the paper's order of definition."""
 PENALTY_TERMS = ("off_course", "wall", "car_velocity", "car_fixed", "steering_change", "steering_history")
 """The terms that only ever cost (all but progress and overtaking)."""
+CONTACT_TERMS = ("car_velocity", "car_fixed")
+"""The terms that cost contact with other cars (r^v, r^c)."""
 
 
 @dataclass(frozen=True)
@@ -222,12 +224,13 @@ def reward_terms(prev: SimState, now: SimState, steer_rad: torch.Tensor, opponen
     }
 
 
-def weight_vector(cfg: RewardConfig = RewardConfig(), penalty_scale: float = 1.0) -> np.ndarray:
+def weight_vector(cfg: RewardConfig = RewardConfig(), penalty_scale: float = 1.0,
+                  contact_scale: float = 1.0) -> np.ndarray:
     """(8,) float32 lambda of each term in :data:`TERM_NAMES` order, those of :data:`PENALTY_TERMS` times
-    ``penalty_scale``."""
+    ``penalty_scale`` and those of :data:`CONTACT_TERMS` times ``contact_scale`` as well."""
     weights = cfg.weights()
-    return np.array([weights[t] * (penalty_scale if t in PENALTY_TERMS else 1.0) for t in TERM_NAMES],
-                    np.float32)
+    return np.array([weights[t] * (penalty_scale if t in PENALTY_TERMS else 1.0)
+                     * (contact_scale if t in CONTACT_TERMS else 1.0) for t in TERM_NAMES], np.float32)
 
 
 def stack_terms(terms: Mapping[str, torch.Tensor | np.ndarray]) -> torch.Tensor | np.ndarray:

@@ -447,6 +447,39 @@ def test_penalty_ramp_trains_on_rescaled_penalties_relabelled_from_the_stored_te
     trainer.close()
 
 
+def test_contact_boost_scales_only_the_car_contact_weights_and_falls_to_the_papers():
+    import gymnasium as gym
+
+    from gtvision.agent.loop import LocalTrainer
+    from gtvision.agent.presets import resolve
+    from gtvision.rewards import TERM_NAMES, RewardConfig
+    preset = get_preset("smoke")
+    preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, contact_boost=5.0,
+                                                                   contact_boost_epochs=2, reset_epoch=None))
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        num_opponents=3, start_speed_mps=20.0)
+    trainer = LocalTrainer(envs, preset, seed=0)
+    records = [trainer.run_epoch() for _ in range(3)]
+    assert [r["train/contact_scale"] for r in records] == pytest.approx([5.0, 3.0, 1.0])
+    assert [r["train/penalty_scale"] for r in records] == [1.0, 1.0, 1.0]
+    paper = RewardConfig().weights()
+    for epoch, scale in ((0, 5.0), (1, 3.0), (2, 1.0), (50, 1.0)):
+        for name, w in zip(TERM_NAMES, trainer.ramp.weights(epoch)):
+            assert w == pytest.approx(paper[name] * (scale if name in ("car_velocity", "car_fixed") else 1.0))
+    # the batch's rewards are the stored terms at the weights of the moment
+    batch = trainer.sample(trainer.ramp.weights(0))
+    assert "reward" in batch
+    s = trainer.replay.storage
+    live = ~s["last"]
+    np.testing.assert_allclose(s["reward_terms"][live] @ trainer.ramp.weights(2), s["reward"][live], atol=1e-4)
+    trainer.close()
+    with pytest.raises(ValueError, match="contact_boost"):
+        dataclasses.replace(preset.train, contact_boost=0.5)
+    pendulum = resolve("cpu", "asymmetric", {"train.contact_boost": 3.0, "train.contact_boost_epochs": 10},
+                       observation_space=gym.make("Pendulum-v1").observation_space, reward_terms=False)
+    assert not pendulum.train.reweighs
+
+
 def test_penalty_ramp_refuses_an_environment_without_reward_terms():
     import gymnasium as gym
 

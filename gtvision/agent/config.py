@@ -234,6 +234,14 @@ class TrainConfig:
     with a laptop's data a fresh policy learns from them only to stop (see ``gtvision.agent.presets``)."""
     penalty_start: float = 0.1
     """Scale of the penalty weights at epoch 0 of a ramp (see ``penalty_ramp_epochs``)."""
+    contact_boost: float = 1.0
+    """Scale of the two car-contact weights (r^v, r^c of paper III-C) at epoch 0; it falls linearly to 1 (the
+    paper's weights) over the first ``contact_boost_epochs`` epochs. Ours, racing environments only, like the
+    penalty ramp (stored terms relabelled with the weights of the moment). Paper: IV-B trains with the
+    paper's weights throughout; a boost teaches following before passing, and a run stopped at or after
+    twice ``contact_boost_epochs`` has trained its last half on the paper's reward."""
+    contact_boost_epochs: int = 0
+    """Epochs over which ``contact_boost`` falls to 1 (0: no boost)."""
     demo_steps: int = 0
     """0: no demonstrations (the paper). N > 0 (ours, racing environments only): before training, the BIAI
     drives N steps in the learner's seat of the training environments, stored in a replay of their own that
@@ -246,6 +254,7 @@ class TrainConfig:
         check_fields(self, {"epochs": ">=1", "env_steps_per_epoch": ">=1", "updates_per_epoch": ">=0",
                             "num_envs": ">=1", "reset_epoch": ">=1", "learning_starts": ">=0",
                             "penalty_ramp_epochs": ">=0", "penalty_start": "[0,1]", "demo_steps": ">=0",
+                            "contact_boost": ">=1", "contact_boost_epochs": ">=0",
                             "demo_share": "[0,1]"})
 
     def penalty_scale(self, epoch: int) -> float:
@@ -253,6 +262,18 @@ class TrainConfig:
         if self.penalty_ramp_epochs <= 0:
             return 1.0
         return self.penalty_start + (1.0 - self.penalty_start) * min(1.0, epoch / self.penalty_ramp_epochs)
+
+    def contact_scale(self, epoch: int) -> float:
+        """The scale of the car-contact weights at ``epoch`` (1 without a boost; see ``contact_boost``)."""
+        if self.contact_boost_epochs <= 0:
+            return 1.0
+        return self.contact_boost + (1.0 - self.contact_boost) * min(1.0, epoch / self.contact_boost_epochs)
+
+    @property
+    def reweighs(self) -> bool:
+        """Whether the learner's reward weights differ from the environment's in some epoch (a penalty ramp
+        or a contact boost), so that the replay keeps each step's eight terms."""
+        return self.penalty_ramp_epochs > 0 or (self.contact_boost_epochs > 0 and self.contact_boost != 1.0)
 
 
 VARIANTS = ("asymmetric", "symmetric_critic", "zero_hidden", "hidden_128", "no_rnn", "no_aug", "no_reset",

@@ -24,8 +24,9 @@ key                            meaning
                                end (``progress_m``, ``laps_done``, ``place``, wall / contact / off-course time)
 ``episode/best_lap_time_s``    the best timed lap of the episodes that ended (NaN if none timed one)
 ``reward/<term>``              the mean per-episode sum of each reward term (``info["reward_<term>"]``)
-``train/penalty_scale``        with a penalty ramp (``TrainConfig.penalty_ramp_epochs``): the scale of the
-                               penalty weights the learner used this epoch
+``train/penalty_scale``        with a penalty ramp (``TrainConfig.penalty_ramp_epochs``) or a contact boost:
+                               the scale of the penalty weights the learner used this epoch
+``train/contact_scale``        ... and that of the car-contact weights (``TrainConfig.contact_boost``)
 =============================  ==========================================================================
 """
 from __future__ import annotations
@@ -53,18 +54,20 @@ _EpisodeStats = EpisodeStats  # the name checkpoints written before gtvision.age
 
 
 class PenaltyRamp:
-    """The reward the learner trains on under ``TrainConfig.penalty_ramp_epochs``: the environment's eight
-    terms with the penalty weights scaled by ``TrainConfig.penalty_scale(epoch)``."""
+    """The reward the learner trains on under ``TrainConfig.penalty_ramp_epochs`` or ``contact_boost``: the
+    environment's eight terms with the penalty weights scaled by ``TrainConfig.penalty_scale(epoch)`` and the
+    car-contact weights, in addition, by ``TrainConfig.contact_scale(epoch)``."""
 
     def __init__(self, cfg, reward: RewardConfig | None):
         if reward is None:
-            raise ValueError(f"penalty_ramp_epochs={cfg.penalty_ramp_epochs} needs a gtvision racing "
-                             "environment (its info carries the eight reward terms); use 0 for other "
-                             "environments")
+            what = (f"penalty_ramp_epochs={cfg.penalty_ramp_epochs}" if cfg.penalty_ramp_epochs > 0
+                    else f"contact_boost={cfg.contact_boost}")
+            raise ValueError(f"{what} needs a gtvision racing environment (its info carries the eight reward "
+                             "terms); use 0 for other environments")
         self.cfg, self.reward = cfg, reward
 
     def weights(self, epoch: int) -> np.ndarray:
-        return weight_vector(self.reward, self.cfg.penalty_scale(epoch))
+        return weight_vector(self.reward, self.cfg.penalty_scale(epoch), self.cfg.contact_scale(epoch))
 
 
 class Trainer(abc.ABC):
@@ -84,7 +87,7 @@ class Trainer(abc.ABC):
         torch.manual_seed(seed)
         self.agent = QRSACAgent(observation_space, action_space, preset.agent, device,
                                 burn_in=preset.replay.burn_in)
-        self.ramp = PenaltyRamp(cfg, reward) if cfg.penalty_ramp_epochs > 0 else None
+        self.ramp = PenaltyRamp(cfg, reward) if cfg.reweighs else None
         self.observation_space = as_dict_space(observation_space)
         self.replay = SequenceReplay(self.observation_space, self.agent.replay_keys,
                                      self.agent.action_dim, self.agent.hidden_size, num_envs, preset.replay,
@@ -146,6 +149,7 @@ class Trainer(abc.ABC):
                 self.updates += 1
         if self.ramp:
             metrics["train/penalty_scale"] = cfg.penalty_scale(self.epoch)
+            metrics["train/contact_scale"] = cfg.contact_scale(self.epoch)
         return metrics
 
     def sample(self, reward_weights: np.ndarray | None = None) -> dict:

@@ -173,14 +173,14 @@ def resolve(name: str, variant: str = "asymmetric", overrides: dict | None = Non
     """The configuration a run trains with, resolved once (and recorded in its ``config.json``): preset
     ``name`` with ``variant``, then ``overrides`` (:func:`apply_overrides`), then fitted to the task: the actor
     and the critic on every key of an ``observation_space`` without the racing keys (:func:`keys_for_space`),
-    and no penalty ramp without ``reward_terms`` to reweigh (another task's reward has no penalties) nor
+    and no penalty ramp or contact boost without ``reward_terms`` to reweigh (another task's reward has no penalties) nor
     demonstrations (another task has no BIAI to drive them)."""
     preset = apply_overrides(get_preset(name, variant), overrides or {})
     if observation_space is not None:
         preset = keys_for_space(preset, observation_space)
-    if not reward_terms and (preset.train.penalty_ramp_epochs > 0 or preset.train.demo_steps > 0):
+    if not reward_terms and (preset.train.reweighs or preset.train.demo_steps > 0):
         preset = dataclasses.replace(preset, train=dataclasses.replace(preset.train, penalty_ramp_epochs=0,
-                                                                       demo_steps=0))
+                                                                       contact_boost_epochs=0, demo_steps=0))
     return preset
 
 
