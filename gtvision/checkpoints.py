@@ -76,6 +76,14 @@ def complete_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.glob("epoch_*") if (p / COMPLETE).exists()) if root.exists() else []
 
 
+def checkpoint_epoch(path: str | os.PathLike) -> int:
+    """The epoch of a checkpoint directory ``.../epoch_NNNNNN``."""
+    name = Path(path).name
+    if not name.startswith("epoch_") or not name[len("epoch_"):].isdigit():
+        raise ValueError(f"{path} is not a checkpoint directory name (expected epoch_NNNNNN)")
+    return int(name[len("epoch_"):])
+
+
 def resolve(path: str | os.PathLike) -> tuple[Path, Path]:
     """(checkpoint directory, run directory) of ``path``: a checkpoint (``RUN/checkpoints/epoch_N``) or a run
     directory (its newest complete checkpoint). :class:`NotARunError` names what is missing."""

@@ -190,7 +190,8 @@ def cmd_select(args) -> int:
         args.max_collision = float(humans["car_collision_time_s"].max())
         print(f"threshold: the worst human car-collision time in {args.human_table}, {args.max_collision:.2f} s")
     choice, summary = select_from_run(args.run, args.scenario, args.episodes, args.max_collision, args.seed,
-                                      args.laps, out=args.out, device=args.device, progress=not args.quiet)
+                                      args.laps, out=args.out, device=args.device, progress=not args.quiet,
+                                      from_epoch=args.from_epoch)
     cols = ["checkpoint", "margin_mean_m", "car_collision_time_mean_s", "place_mean", "win_rate", "finished",
             "eligible", "selected"]
     print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
@@ -390,7 +391,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--seed", type=int, default=0)
     se.add_argument("--device", default="cpu")
     se.add_argument("--threads", type=int, default=None)
-    se.add_argument("--out", default=None, help="write each checkpoint's table here")
+    se.add_argument("--out", default=None,
+                    help="write each checkpoint's table here; tables already there from the same races are "
+                         "reused (call it again while the run trains to race only the new checkpoints)")
+    se.add_argument("--from-epoch", type=int, default=0,
+                    help="only checkpoints from this epoch on (e.g. twice a contact boost's epochs, so that "
+                         "the last half of training was on the paper's reward)")
     se.add_argument("--quiet", action="store_true")
     se.set_defaults(func=cmd_select)
 

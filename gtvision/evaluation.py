@@ -219,20 +219,29 @@ def select_checkpoint(results: dict[str, pd.DataFrame], max_collision_s: float) 
 
 def select_from_run(run: str | os.PathLike, scenario: str = "tokyo", episodes: int = 8, max_collision_s: float = 1.0,
                     seed: int = 0, laps: int = 4, out: str | os.PathLike | None = None, device: str = "cpu",
-                    progress: bool = True) -> tuple[str | None, pd.DataFrame]:
-    """Paper IV-D over a training run: race every complete checkpoint of ``run`` (``episodes`` races each,
-    the same seeds for all) and pick by :func:`select_checkpoint`. Returns the chosen checkpoint's name
-    (None when none is under the threshold) and one summary row per checkpoint; with ``out``, each
-    checkpoint's table and summary are written there (``eval_<scenario>_<run>_<checkpoint>``)."""
+                    progress: bool = True, from_epoch: int = 0) -> tuple[str | None, pd.DataFrame]:
+    """Paper IV-D over a training run: race every complete checkpoint of ``run`` from epoch ``from_epoch`` on
+    (``episodes`` races each, the same seeds for all) and pick by :func:`select_checkpoint`. Returns the chosen
+    checkpoint's name (None when none is under the threshold) and one summary row per checkpoint; with
+    ``out``, each checkpoint's table and summary are written there (``eval_<scenario>_<run>_<checkpoint>``),
+    and a checkpoint whose table is already there from races on the same settings (scenario, races, seed,
+    laps) is not raced again: calling it again while the run trains races only the new checkpoints."""
     checkpoints.read_run_config(run)
-    found = checkpoints.complete_checkpoints(run)
+    if isinstance(from_epoch, bool) or not isinstance(from_epoch, int) or from_epoch < 0:
+        raise ValueError(f"from_epoch must be an int >= 0, got {from_epoch!r}")
+    found = [p for p in checkpoints.complete_checkpoints(run) if checkpoints.checkpoint_epoch(p) >= from_epoch]
     if not found:
-        raise checkpoints.NotARunError(f"{run} holds no complete checkpoint (expected RUN/checkpoints/epoch_N/)")
+        raise checkpoints.NotARunError(f"{run} holds no complete checkpoint from epoch {from_epoch} on "
+                                       "(expected RUN/checkpoints/epoch_N/)")
+    races = {"scenario": scenario, "episodes": episodes, "seed": seed, "laps": laps}
     tables = {}
     for path in tqdm(found, desc=f"{Path(run).name}: checkpoints", unit="ckpt", disable=not progress):
-        tables[path.name] = evaluate(path, scenario, episodes, seed, device, laps=laps, progress=False)
-        if out is not None:
-            write_results(tables[path.name], out, results_name(path, scenario))
+        name = results_name(path, scenario)
+        tables[path.name] = read_results(out, name, races) if out is not None else None
+        if tables[path.name] is None:
+            tables[path.name] = evaluate(path, scenario, episodes, seed, device, laps=laps, progress=False)
+            if out is not None:
+                write_results(tables[path.name], out, name, races)
     summary = pd.DataFrame([{"checkpoint": name, **summarize(t)} for name, t in tables.items()])
     summary["eligible"] = summary["car_collision_time_mean_s"] < max_collision_s
     choice = select_checkpoint(tables, max_collision_s) if summary["eligible"].any() else None
@@ -240,13 +249,29 @@ def select_from_run(run: str | os.PathLike, scenario: str = "tokyo", episodes: i
     return choice, summary
 
 
-def write_results(table: pd.DataFrame, out: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """``name.csv`` (the table) and ``name.json`` (its summary) in ``out``."""
+def read_results(out: str | os.PathLike, name: str, races: dict) -> pd.DataFrame | None:
+    """The table ``name.csv`` in ``out`` when its summary says it was raced on ``races`` (the settings
+    :func:`write_results` records), else None."""
+    csv, js = Path(out) / f"{name}.csv", Path(out) / f"{name}.json"
+    if not (csv.exists() and js.exists()):
+        return None
+    try:
+        recorded = json.loads(js.read_text()).get("races")
+    except json.JSONDecodeError:
+        return None
+    return pd.read_csv(csv) if recorded == races else None
+
+
+def write_results(table: pd.DataFrame, out: str | os.PathLike, name: str,
+                  races: dict | None = None) -> tuple[Path, Path]:
+    """``name.csv`` (the table) and ``name.json`` (its summary, and under ``"races"`` the settings it was
+    raced on, when given) in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv, js = out / f"{name}.csv", out / f"{name}.json"
     table.to_csv(csv, index=False)
-    js.write_text(json.dumps(summarize(table), indent=2))
+    summary = summarize(table) if races is None else {**summarize(table), "races": races}
+    js.write_text(json.dumps(summary, indent=2))
     return csv, js
 
 

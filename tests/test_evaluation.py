@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import gymnasium as gym
+from gtvision import checkpoints
 from gtvision.env import ENV_IDS
 from gtvision.evaluation import evaluate, race_margin, race_place, select_checkpoint, summarize, write_results
 from gtvision.training import RunConfig, train
@@ -170,6 +171,20 @@ def test_select_races_every_checkpoint_of_a_run_and_applies_the_rule(tmp_path, c
     assert choice == best and summary["selected"].sum() == 1
     table = pd.read_csv(tmp_path / "sel" / f"eval_tokyo_run_{best}.csv")  # named by run and checkpoint
     assert set(table["variant"]) == {"asymmetric"}
+    # called again on the same races: the tables in --out are reused, not raced again (a marked table shows it)
+    marked = table.assign(margin_m=1e6)
+    marked.to_csv(tmp_path / "sel" / "eval_tokyo_run_epoch_000001.csv", index=False)
+    again, summary2 = select_from_run(run, "tokyo", episodes=1, max_collision_s=1e9, laps=1, out=tmp_path / "sel",
+                                      progress=False)
+    assert again == "epoch_000001" and summary2.loc[0, "margin_mean_m"] == 1e6
+    # ... but not for other races (another seed), and --from-epoch leaves out the earlier checkpoints
+    _, summary3 = select_from_run(run, "tokyo", episodes=1, max_collision_s=1e9, laps=1, out=tmp_path / "sel",
+                                  progress=False, seed=5)
+    assert summary3.loc[0, "margin_mean_m"] < 1e6
+    _, late = select_from_run(run, "tokyo", episodes=1, max_collision_s=1e9, laps=1, progress=False, from_epoch=2)
+    assert list(late["checkpoint"]) == ["epoch_000002"]
+    with pytest.raises(checkpoints.NotARunError, match="from epoch 3"):
+        select_from_run(run, "tokyo", episodes=1, laps=1, progress=False, from_epoch=3)
     # a threshold no checkpoint meets: nothing selected, and the command says so with exit code 1
     humans = tmp_path / "humans.csv"
     pd.DataFrame({"car_collision_time_s": [-1.0, -2.0]}).to_csv(humans, index=False)
