@@ -188,6 +188,24 @@ def test_training_episodes_sample_the_curriculum_random_starts_and_bop():
     assert env.batch.time_limit_s == TRAINING_EPISODE_S
 
 
+def test_training_episodes_can_draw_from_a_list_of_opponent_counts():
+    env = RacingEnv("tokyo", num_opponents=[2, 5], **SMALL)
+    assert env.batch.num_cars == 6
+    counts = []
+    for seed in range(12):
+        _, info = env.reset(seed=seed)
+        counts.append(int(info["num_opponents"]))
+        assert int(env.batch.opponents.sum()) == counts[-1]
+        # the cars an episode does not race stand parked far from the learner
+        st = env.batch.state
+        far = torch.hypot(st.x[0, 1:] - st.x[0, 0], st.y[0, 1:] - st.y[0, 0]) > 400.0
+        assert far.tolist() == [k >= counts[-1] for k in range(5)]
+    assert set(counts) == {2, 5}
+    for bad in ([], [3, 20], [True], "12"):
+        with pytest.raises(ValueError, match="num_opponents must be"):
+            RacingEnv("tokyo", num_opponents=bad, **SMALL)
+
+
 def test_race_episodes_start_last_of_twenty_without_bop_and_end_at_the_finish():
     env = RacingEnv("tokyo", **{**RACE, "laps": 1}, **SMALL)
     _, info = env.reset(seed=0)

@@ -53,8 +53,9 @@ RACE = {"num_opponents": MAX_OPPONENTS, "start": "grid_back", "laps": 4, "bop": 
 class EpisodeConfig:
     """What an episode is: opponents, start, length and the end conditions. Validated on creation."""
 
-    num_opponents: int | None = None
-    """Opponents per race, 0..19; None samples each episode from ``CURRICULUM_OPPONENTS``."""
+    num_opponents: int | tuple[int, ...] | None = None
+    """Opponents per race, 0..19; several counts (e.g. ``(12, 19)``): each episode draws one of them
+    uniformly; None: each episode draws from ``CURRICULUM_OPPONENTS`` (paper IV-B)."""
     start: str = "random"
     """One of ``STARTS``."""
     laps: int | None = None
@@ -76,10 +77,11 @@ class EpisodeConfig:
 
     def __post_init__(self):
         n = self.num_opponents
-        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer))
-                              or not 0 <= n <= MAX_OPPONENTS):
-            raise ValueError(f"num_opponents must be an int in 0..{MAX_OPPONENTS} or None (sample from "
-                             f"the curriculum {CURRICULUM_OPPONENTS}), got {n!r}")
+        counts = list(n) if isinstance(n, (tuple, list)) else [n]
+        if n is not None and (not counts or any(isinstance(c, bool) or not isinstance(c, (int, np.integer))
+                                                or not 0 <= c <= MAX_OPPONENTS for c in counts)):
+            raise ValueError(f"num_opponents must be an int in 0..{MAX_OPPONENTS}, a list of them (each episode "
+                             f"draws one), or None (sample from the curriculum {CURRICULUM_OPPONENTS}), got {n!r}")
         if self.start not in STARTS:
             raise ValueError(f"unknown start {self.start!r}; valid starts: {', '.join(map(repr, STARTS))}")
         laps = self.laps
@@ -107,9 +109,21 @@ class EpisodeConfig:
         return tuple(v) if isinstance(v, (tuple, list)) else (v,)
 
     @property
+    def opponent_counts(self) -> tuple[int, ...] | None:
+        """The opponent counts an episode draws from (None: the curriculum; one count: no draw)."""
+        n = self.num_opponents
+        return None if n is None else tuple(int(c) for c in (n if isinstance(n, (tuple, list)) else (n,)))
+
+    @property
+    def varies_opponents(self) -> bool:
+        """Whether episodes differ in their number of opponents (some of the batch's cars may be parked)."""
+        counts = self.opponent_counts
+        return counts is None or len(set(counts)) > 1
+
+    @property
     def num_cars(self) -> int:
         """Cars per race in the batch: the learner and the most opponents an episode can have."""
-        return 1 + (MAX_OPPONENTS if self.num_opponents is None else int(self.num_opponents))
+        return 1 + (MAX_OPPONENTS if self.num_opponents is None else max(self.opponent_counts))
 
     def time_limit_s(self, qss_lap_time_s: float, biai_pace: float) -> float:
         """The resolved ``max_time_s`` (s), given the BIAI's minimum lap time and pace."""
@@ -151,7 +165,11 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
     for rng in rngs:
         # drawn first and for a full grid, so that a race is the same whatever else the episode draws
         react = rng.uniform(0.0, START_REACTION_S, size=MAX_OPPONENTS + 1)[:C]
-        n = int(rng.choice(CURRICULUM_OPPONENTS)) if cfg.num_opponents is None else int(cfg.num_opponents)
+        counts = cfg.opponent_counts
+        if counts is None:
+            n = int(rng.choice(CURRICULUM_OPPONENTS))
+        else:  # a fixed count draws nothing, so that its races are as they always were
+            n = counts[0] if len(counts) == 1 else int(rng.choice(counts))
         n_opp.append(n)
         if cfg.start == "random":
             slot.append(int(rng.integers(0, n + 1)))

@@ -153,7 +153,7 @@ class RaceBatch:
         self.camera = CameraConfig(height_px=image_size, width_px=image_size)
         self.video_camera = CameraConfig(height_px=render_size[0], width_px=render_size[1])
         self.time_limit_s = episode.time_limit_s(self.plan.qss_lap_time_s, BIAIConfig().pace)
-        self.parking = parking_for(self.track, self.num_cars) if episode.num_opponents is None else None
+        self.parking = parking_for(self.track, self.num_cars) if episode.varies_opponents else None
         self.max_steer_rad = math.radians(self.params.car.max_steer_deg)
         self.rngs: list[np.random.Generator | None] = [None] * self.num_races
         self.state: core.SimState | None = None
@@ -324,7 +324,8 @@ class RacingEnv(gym.Env):
 
     ==============  ==============================================================================
     scenario        'tokyo', 'spa' or 'sarthe' (set by the registered id)
-    num_opponents   0..19, or None to sample each episode from {0, 1, 2, 3, 4, 7, 12, 19}
+    num_opponents   0..19, a list of counts (each episode draws one), or None to sample each episode
+                    from the curriculum {0, 1, 2, 3, 4, 7, 12, 19}
     start           'random' (a grid at a random point, the learner in a random slot) or 'grid_back'
                     (the start line, the learner last)
     laps            race length (terminates when the learner finishes), or None (time-limited)
@@ -346,7 +347,7 @@ class RacingEnv(gym.Env):
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": core.CONTROL_HZ}
 
-    def __init__(self, scenario: str = "tokyo", num_opponents: int | None = None, start: str = "random",
+    def __init__(self, scenario: str = "tokyo", num_opponents: int | list[int] | None = None, start: str = "random",
                  laps: int | None = None, bop: bool = True, image_size: int = IMAGE_SIZE, device="cpu",
                  render_mode: str | None = None, render_size: tuple = VIDEO_SIZE,
                  max_time_s: float | None = None, stuck_s: float = STUCK_S,
@@ -405,7 +406,7 @@ class RacingVectorEnv(VectorEnv):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": core.CONTROL_HZ,
                                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, scenario: str = "tokyo", num_opponents: int | None = None,
+    def __init__(self, num_envs: int = 1, scenario: str = "tokyo", num_opponents: int | list[int] | None = None,
                  start: str = "random", laps: int | None = None, bop: bool = True,
                  image_size: int = IMAGE_SIZE, device="cpu", render_mode: str | None = None,
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
