@@ -323,8 +323,8 @@ def test_record_video_writes_an_episode(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"num_opponents": 20}, r"0\.\.19 or None"),
-    ({"num_opponents": 2.5}, r"0\.\.19 or None"),
+    ({"num_opponents": 20}, r"0\.\.19, a list of them .* or None"),
+    ({"num_opponents": 2.5}, r"0\.\.19, a list of them .* or None"),
     ({"start": "pole"}, r"valid starts: 'random', 'grid_back'"),
     ({"laps": 0}, "positive int or None"),
     ({"bop": "yes"}, "True or False"),
