@@ -60,10 +60,9 @@ class PenaltyRamp:
 
     def __init__(self, cfg, reward: RewardConfig | None):
         if reward is None:
-            what = (f"penalty_ramp_epochs={cfg.penalty_ramp_epochs}" if cfg.penalty_ramp_epochs > 0
-                    else f"contact_boost={cfg.contact_boost}")
-            raise ValueError(f"{what} needs a gtvision racing environment (its info carries the eight reward "
-                             "terms); use 0 for other environments")
+            what = ("penalty_ramp_epochs" if cfg.penalty_ramp_epochs > 0 else "contact_boost_epochs")
+            raise ValueError(f"{what}={getattr(cfg, what)} needs a gtvision racing environment (its info carries "
+                             "the eight reward terms); use 0 for other environments")
         self.cfg, self.reward = cfg, reward
 
     def weights(self, epoch: int) -> np.ndarray:
