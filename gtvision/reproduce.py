@@ -34,6 +34,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -248,19 +249,36 @@ def executed_parameters(path: str | Path) -> dict:
     return json.loads(Path(path).read_text()).get("metadata", {}).get("papermill", {}).get("parameters", {})
 
 
+KERNEL_ENV = {"TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore:IProgress not found"}
+"""Environment of the kernels that execute notebooks (:func:`execute`): no tqdm progress bars, and not tqdm's
+warning that it cannot draw them as widgets."""
+
+
 def execute(notebook: str | Path, output: str | Path, parameters: dict, force: bool = False,
             cwd: str | Path = REPO_ROOT) -> str:
     """Execute ``notebook`` into ``output`` with ``parameters`` (papermill, kernel working directory ``cwd``).
 
     Returns 'skipped' when ``output`` is already a completed run (unless ``force``), 'done' when it ran now.
-    A failing cell raises papermill's PapermillExecutionError; the executed copy, up to the error, is kept."""
+    A failing cell raises papermill's PapermillExecutionError; the executed copy, up to the error, is kept.
+    The kernel runs with :data:`KERNEL_ENV`: progress bars, which a kernel without widgets prints as hundreds of
+    stderr outputs, stay out of the executed copy (interactive Jupyter shows them)."""
     pm = _papermill()
     output = Path(output)
     if not force and is_done(output):
         return "skipped"
     output.parent.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd), progress_bar=False,
-                        log_output=False, request_save_on_cell_execute=True)
+    before = {k: os.environ.get(k) for k in KERNEL_ENV}
+    for k, v in KERNEL_ENV.items():  # the kernel inherits this process's environment
+        os.environ[k] = v if not before[k] or k != "PYTHONWARNINGS" else f"{before[k]},{v}"
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd), progress_bar=False,
+                            log_output=False, request_save_on_cell_execute=True)
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return "done"
 
 

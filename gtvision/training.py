@@ -10,6 +10,7 @@ file                contents
 ``metrics.jsonl``   one record per epoch, written as it ends (keys: ``gtvision.agent.loop``)
 ``tensorboard/``    the same scalars as TensorBoard event files (x axis: environment steps)
 ``eval.json``       returns of the deterministic policy at the end, when ``eval_episodes`` > 0
+``distill.jsonl``   with a ``teacher``: one record per DAgger round (``gtvision.agent.distill``), before epoch 1
 ``checkpoints/``    ``epoch_NNNNNN/`` every ``checkpoint_every`` epochs, the newest ``keep_checkpoints``
 ==================  ========================================================================================
 
@@ -93,6 +94,10 @@ class RunConfig:
     checkpoint_replay: bool = False
     """Checkpoints hold the replay buffer too (large: the cpu preset's is about 3 GB), so that a resumed
     run continues step for step; without it a resumed run refills the buffer."""
+    teacher: str | None = None
+    """A checkpoint (or run directory) of a privileged agent whose policy the actor first learns by DAgger
+    (``train.distill_rounds`` rounds, ``gtvision.agent.distill``), whose critics then start the RL when they read
+    what the learner's do; None: RL alone (the paper)."""
     overrides: dict = dataclasses.field(default_factory=dict)
     """Preset fields to change, ``{"train.updates_per_epoch": 200, "agent.gamma": 0.99, ...}``
     (sections ``agent``, ``replay``, ``train``: ``gtvision.agent.config``)."""
@@ -118,6 +123,8 @@ class RunConfig:
 
 DEMO_SEED_OFFSET = 500_009
 """The demonstrations' environments are seeded ``seed + DEMO_SEED_OFFSET`` (apart from the training ones)."""
+DISTILL_SEED_OFFSET = 700_000
+"""The DAgger rounds' environments are seeded ``seed + DISTILL_SEED_OFFSET + round``."""
 
 BUDGET_FIELDS = ("total_steps", "max_minutes", "eval_episodes", "threads")
 """RunConfig fields that a resumed run may change (how long and how it runs, not what it trains)."""
@@ -152,6 +159,7 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
         warnings.warn(f"--resume {out}: preset {config.preset!r} has changed since the run began "
                       f"({', '.join(changed)}); the run goes on with the preset it recorded", stacklevel=2)
         preset = saved_preset
+    _check_teacher(config, preset, reward is not None)
     num_envs = config.num_envs or preset.train.num_envs
     env_kwargs = env_kwargs_for(env_id, config.env_kwargs, preset.agent)  # no image rendered that none reads
     if config.backend == "ray":
@@ -182,6 +190,10 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
         write_atomic(out / checkpoints.CONFIG, json.dumps(
             {"run": dataclasses.asdict(config), "env_id": env_id, "num_envs": num_envs, "epochs": epochs,
              "demo_seconds": demo_seconds, "preset": preset.to_dict()}, indent=2, default=str))
+    if config.teacher is not None and checkpoint is None:
+        _distill(config, preset, trainer, env_id, env_kwargs, num_envs, out, progress)
+        if config.checkpoint_every:  # the distilled agent, before any RL (epoch 0)
+            checkpoints.save(trainer, out, identity, config.keep_checkpoints, config.checkpoint_replay)
     history = []
     from tensorboardX import SummaryWriter
     tb = SummaryWriter(str(out / "tensorboard"), purge_step=trainer.epoch + 1 if resume else None)
@@ -211,6 +223,52 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
             {"episodes": len(returns), "mean_return": float(np.mean(returns)),
              "std_return": float(np.std(returns)), "returns": returns.tolist()}, indent=2))
     return out, history
+
+
+# ---------------------------------------------------------------------------- distillation
+
+def _check_teacher(config: RunConfig, preset, racing: bool):
+    """A teacher needs ``train.distill_rounds`` > 0, a racing environment, the local backend and no network reset
+    (without a teacher the distillation settings are unused)."""
+    rounds = preset.train.distill_rounds
+    if config.teacher is None:
+        return
+    if rounds == 0:
+        raise ValueError(f"--teacher {config.teacher}: the preset distils no round (train.distill_rounds=0); "
+                         "give --set train.distill_rounds=N")
+    if not racing:
+        raise ValueError(f"--teacher {config.teacher}: distillation needs a gtvision racing scenario")
+    if config.backend != "local":
+        raise ValueError(f"--teacher {config.teacher}: distillation runs on the local backend, not {config.backend!r}")
+    if preset.train.reset_epoch is not None:
+        raise ValueError(f"--teacher {config.teacher}: the network reset at epoch {preset.train.reset_epoch} would "
+                         "discard the distilled actor; give --set train.reset_epoch=null")
+    checkpoints.resolve(config.teacher)  # refuse what is not a checkpoint before anything is built
+
+
+def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, num_envs: int, out: Path,
+             progress: bool):
+    """DAgger rounds from ``config.teacher`` into the learner's actor, then its critics if they fit; records in
+    ``distill.jsonl``, and the seconds it took as ``distill_seconds`` in ``config.json``."""
+    from .agent.distill import adopt_critics, distill
+
+    path, run_dir = checkpoints.resolve(config.teacher)
+    envs = gym.make_vec(env_id, num_envs=num_envs, **env_kwargs)
+    teacher = checkpoints.load_actor(path, envs.single_observation_space, envs.single_action_space, config.device)
+    t0 = time.perf_counter()
+    with open(out / "distill.jsonl", "w") as f:
+        def write(record):
+            f.write(json.dumps({k: _json_number(v) for k, v in record.items()}) + "\n")
+            f.flush()
+        distill(trainer.agent, teacher, envs, preset.train, preset.replay, seed=config.seed + DISTILL_SEED_OFFSET,
+                progress=progress, on_round=write)
+    envs.close()
+    adopted = adopt_critics(trainer.agent, checkpoints.load_state(path, map_location=config.device)["agent"],
+                            checkpoints.run_preset(run_dir).agent)
+    saved = json.loads((out / checkpoints.CONFIG).read_text())
+    saved.update(distill_seconds=time.perf_counter() - t0, teacher_critics_adopted=adopted,
+                 teacher_checkpoint=str(path))
+    write_atomic(out / checkpoints.CONFIG, json.dumps(saved, indent=2, default=str))
 
 
 # ---------------------------------------------------------------------------- resuming

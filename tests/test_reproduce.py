@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -144,6 +145,19 @@ def test_execute_skips_what_is_done_and_force_reruns(tmp_path):
     assert calls.read_text() == "7\n"
     assert reproduce.execute(tmp_path / "tiny.ipynb", out, params, force=True, cwd=tmp_path) == "done"
     assert calls.read_text() == "7\n7\n"
+
+
+def test_executed_notebooks_carry_no_progress_bar_text(tmp_path):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from tqdm.auto import tqdm\nfor _ in tqdm(range(50), mininterval=0): pass\n"
+                                          "import sys\nprint('kept', file=sys.stderr)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(tmp_path / "bars.ipynb"))
+    reproduce.execute(tmp_path / "bars.ipynb", tmp_path / "out.ipynb", {}, cwd=tmp_path)
+    outputs = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4).cells[0].outputs
+    assert [o.get("text") for o in outputs if o.get("name") == "stderr"] == ["kept\n"]  # no bar, other stderr kept
+    assert "TQDM_DISABLE" not in os.environ
 
 
 def test_a_failed_notebook_is_not_done(tmp_path):

@@ -249,13 +249,25 @@ class TrainConfig:
     symmetric sampling, Ball et al. 2023). Paper: IV-B learns from its own experience only."""
     demo_share: float = 0.5
     """Share of each batch's sequences drawn from the demonstrations (with ``demo_steps`` > 0)."""
+    distill_rounds: int = 0
+    """DAgger rounds before RL in a run with a ``teacher`` (``gtvision.training.RunConfig``); unused without one
+    (the actor learns by RL alone, as in the paper). Ours, racing environments (``gtvision.agent.distill``): the
+    privileged teacher drives the first round, the student every later one, every state labelled with the
+    teacher's policy; the student's actor learns to match it, then the teacher's critics (same inputs) start
+    the RL. Paper: IV-B trains the vision agent by RL from scratch, which on 2 cores is slow for an actor on
+    images (README, "The vision agent")."""
+    distill_steps: int = 8000
+    """Environment steps (all sub-environments together) collected in each DAgger round."""
+    distill_updates: int = 1000
+    """Student updates after each DAgger round (batches of ``replay.batch_sequences`` sequences)."""
 
     def __post_init__(self):
         check_fields(self, {"epochs": ">=1", "env_steps_per_epoch": ">=1", "updates_per_epoch": ">=0",
                             "num_envs": ">=1", "reset_epoch": ">=1", "learning_starts": ">=0",
                             "penalty_ramp_epochs": ">=0", "penalty_start": "[0,1]", "demo_steps": ">=0",
                             "contact_boost": ">=1", "contact_boost_epochs": ">=0",
-                            "demo_share": "[0,1]"})
+                            "demo_share": "[0,1]", "distill_rounds": ">=0", "distill_steps": ">=1",
+                            "distill_updates": ">=0"})
 
     def penalty_scale(self, epoch: int) -> float:
         """The scale of the penalty weights at ``epoch`` (1 without a ramp)."""

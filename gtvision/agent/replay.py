@@ -12,6 +12,8 @@ action         (A,) float32          a_t, in the environment's action units
 reward         () float32            r_{t+1}
 reward_terms   (K,) float32          with ``reward_terms=K``: the K unweighted terms of r_{t+1}, so that a
                                      batch's rewards can be recomputed with other weights (``sample``)
+labels         (M,) float32          with ``labels=M``: M numbers per row that a learner is taught (a teacher's
+                                     policy at o_t, ``gtvision.agent.distill``)
 terminated     () bool               the episode terminated after a_t
 truncated      () bool               the episode was truncated after a_t
 first          () bool               o_t is an episode's first observation (recurrent state reset)
@@ -96,7 +98,7 @@ class SequenceReplay:
 
     def __init__(self, observation_space: spaces.Dict, keys: Sequence[str], action_dim: int, hidden_size: int,
                  num_envs: int, config: ReplayConfig, gamma: float, n_step: int, device: str | torch.device = "cpu",
-                 seed: int | None = None, reward_terms: int = 0):
+                 seed: int | None = None, reward_terms: int = 0, labels: int = 0):
         self.config, self.gamma, self.n_step = config, gamma, n_step
         self.keys, self.num_envs, self.device = tuple(keys), num_envs, torch.device(device)
         self.window = config.burn_in + config.seq_len + n_step
@@ -116,6 +118,8 @@ class SequenceReplay:
         })
         if reward_terms:
             fields["reward_terms"] = ((reward_terms,), np.float32)
+        if labels:
+            fields["labels"] = ((labels,), np.float32)
         self.bytes_per_transition = sum(int(np.prod(s)) * np.dtype(d).itemsize for s, d in fields.values())
         """Bytes of one stored row: the uint8 frame plus the small vectors."""
         need = self.bytes_per_transition * self.capacity
@@ -164,13 +168,15 @@ class SequenceReplay:
     def add(self, obs: Mapping[str, np.ndarray] | np.ndarray, hidden: torch.Tensor | np.ndarray, action: np.ndarray,
             reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
             next_obs: Mapping[str, np.ndarray] | np.ndarray,
-            streams: Sequence[int] | np.ndarray | None = None, terms: np.ndarray | None = None):
+            streams: Sequence[int] | np.ndarray | None = None, terms: np.ndarray | None = None,
+            labels: np.ndarray | None = None):
         """Store one vector-env step; every argument has a leading axis of ``num_envs`` (or of ``streams``).
 
         ``hidden`` (num_envs, H) is the actor state passed *into* ``act`` for ``obs``. Sub-environments whose
         previous step ended an episode are on their autoreset step and are skipped. ``streams``: the streams
         the rows belong to, when a rollout worker's environments fill part of the buffer (default: all).
-        ``terms`` (num_envs, K): the reward's unweighted terms, required when the buffer stores them.
+        ``terms`` (num_envs, K): the reward's unweighted terms, required when the buffer stores them;
+        ``labels`` (num_envs, M) likewise.
         """
         if not isinstance(obs, Mapping):
             obs, next_obs = {"obs": obs}, {"obs": next_obs}
@@ -185,6 +191,10 @@ class SequenceReplay:
             if terms is None:
                 raise ValueError("this replay stores the reward's terms: pass terms=(num_envs, K) to add()")
             extra["reward_terms"] = np.asarray(terms, np.float32)[local]
+        if "labels" in self.storage:
+            if labels is None:
+                raise ValueError("this replay stores labels: pass labels=(num_envs, M) to add()")
+            extra["labels"] = np.asarray(labels, np.float32)[local]
         self._write(idx[local], {
             **{f"obs/{k}": np.asarray(obs[k])[local] for k in self.keys},
             "hidden": np.asarray(hidden)[local], "action": np.asarray(action)[local],
@@ -201,8 +211,8 @@ class SequenceReplay:
                 "hidden": np.zeros((len(ended), self.storage["hidden"].shape[1])),
                 "action": np.zeros((len(ended), self.storage["action"].shape[1])), "reward": np.zeros(len(ended)),
                 "terminated": z, "truncated": z, "first": z, "last": ~z,
-                **({"reward_terms": np.zeros((len(ended), self.storage["reward_terms"].shape[1]))}
-                   if "reward_terms" in self.storage else {}),
+                **{name: np.zeros((len(ended), self.storage[name].shape[1]))
+                   for name in ("reward_terms", "labels") if name in self.storage},
             })
         self.next_first[idx[keep]] = False
         self.next_first[idx[~keep]] = True  # the autoreset step returned the next episode's first observation
@@ -240,6 +250,7 @@ class SequenceReplay:
         nstep_discount     (B, L) float32
         bootstrap_index    (B, L) int64        window row of the bootstrap state
         mask               (B, L) float32      0 on ``last`` rows (no action taken there)
+        labels             (B, W, M) float32   with ``labels=M`` only
         =================  ==================  =====================================================
         """
         b = batch_sequences or self.config.batch_sequences
@@ -265,6 +276,8 @@ class SequenceReplay:
                                          self.config.seq_len, self.n_step, self.gamma)
         bi, L = self.config.burn_in, self.config.seq_len
         to = lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=True)
+        if "labels" in s:
+            data["labels"] = s["labels"][rows]
         batch = {k: to(v) for k, v in data.items()}
         batch["obs"] = {k: to(s[f"obs/{k}"][rows]) for k in self.keys}
         batch["hidden"] = to(s["hidden"][rows[:, 0]].astype(np.float32))

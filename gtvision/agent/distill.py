@@ -1,0 +1,198 @@
+"""DAgger: a privileged teacher (the GT Sophy baseline) teaches the vision actor, before asymmetric RL.
+
+Paper: IV-B trains the asymmetric agent by RL alone. Ours (``TrainConfig.distill_rounds`` with a run's
+``teacher``, the ``cpu`` preset's deviation for the vision agent on 2 cores) first distils the privileged
+agent's policy into the actor, the DAgger way (Ross, Gordon and Bagnell 2011):
+
+=========  ==================================================================================================
+round      what happens
+=========  ==================================================================================================
+0          the teacher drives (its mean action); the student learns the teacher's policy on those states
+1 .. N-1   the student drives (its mean action, as it races); the teacher labels every state it visits; the
+           student learns on every state it visited itself in rounds 1 .. k (round 0's teacher states are
+           dropped: after the first round the student trains only on its own states)
+=========  ==================================================================================================
+
+A label is the teacher's pre-tanh Gaussian at that state (mean, log std); the loss is KL(teacher || student)
+summed over the action's dimensions, averaged over the trained rows of sequences whose recurrent state burns
+in from the stored one, as in the QR-SAC update (``QRSACAgent.update``), images shifted alike. The teacher
+reads the privileged features (proprio, course points, opponents), the student its own keys (image,
+proprio): both act on the same observations. Afterwards :func:`adopt_critics` gives the student the
+teacher's critics and entropy coefficient (when the critics read the same inputs), so that RL starts with a
+critic that knows the race.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .augment import random_shift
+from .config import AgentConfig, ReplayConfig, TrainConfig
+from .qrsac import QRSACAgent
+from .replay import SequenceReplay
+from .rollout import Rollout
+
+DRIVERS = ("teacher", "student")
+"""Who drives a round's episodes (:class:`TeacherStudent`)."""
+
+
+def _policy(agent: QRSACAgent, obs, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean, log std) of ``agent``'s pre-tanh Gaussian at one batched observation, and its next hidden state."""
+    seq = {k: torch.as_tensor(np.asarray(obs[k]), device=agent.device).unsqueeze(1) for k in agent.actor.keys}
+    features, hidden = agent.actor.torso.unroll(seq, hidden)
+    mean, log_std = agent.actor.distribution(features[:, 0])
+    return mean, log_std, hidden
+
+
+class TeacherStudent:
+    """A :class:`Rollout` driver: the teacher's and the student's policies on the same observations, ``driver``
+    acting (its mean action). :attr:`labels` holds the teacher's (mean, log std) (n, 2A) of the last step. The
+    recurrent state is the student's followed by the teacher's."""
+
+    def __init__(self, teacher: QRSACAgent, student: QRSACAgent, driver: str):
+        if driver not in DRIVERS:
+            raise ValueError(f"unknown driver {driver!r}; valid: {', '.join(DRIVERS)}")
+        if teacher.action_dim != student.action_dim:
+            raise ValueError(f"the teacher acts in {teacher.action_dim} dimensions, the student in "
+                             f"{student.action_dim}")
+        self.teacher, self.student, self.driver = teacher, student, driver
+        self.device = student.device
+        self.labels: np.ndarray | None = None
+
+    def initial_hidden(self, n: int) -> torch.Tensor:
+        return torch.cat([self.student.initial_hidden(n), self.teacher.initial_hidden(n).to(self.device)], -1)
+
+    @torch.no_grad()
+    def act(self, obs, hidden: torch.Tensor, eval_mode: bool = True) -> tuple[np.ndarray, torch.Tensor]:
+        hs = self.student.hidden_size
+        t_mean, t_log_std, t_hidden = _policy(self.teacher, obs, hidden[:, hs:].to(self.teacher.device))
+        s_mean, _, s_hidden = _policy(self.student, obs, hidden[:, :hs])
+        self.labels = torch.cat([t_mean, t_log_std], -1).cpu().numpy()
+        mean = t_mean.to(self.device) if self.driver == "teacher" else s_mean
+        action = self.student._to_env_action(torch.tanh(mean))
+        return action.cpu().numpy(), torch.cat([s_hidden, t_hidden.to(self.device)], -1)
+
+
+def gaussian_kl(t_mean: torch.Tensor, t_log_std: torch.Tensor, mean: torch.Tensor,
+                log_std: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of diagonal Gaussians, summed over the last axis."""
+    return (log_std - t_log_std + (torch.exp(2 * t_log_std) + (t_mean - mean) ** 2) / (2 * torch.exp(2 * log_std))
+            - 0.5).sum(-1)
+
+
+def distill_loss(student: QRSACAgent, batch: dict) -> torch.Tensor:
+    """The mean KL(teacher || student) over the trained rows of a batch of :meth:`SequenceReplay.sample` with
+    labels; images shifted as in the RL update (``AgentConfig.augment``)."""
+    cfg, bi = student.config, student.burn_in
+    obs, mask = dict(batch["obs"]), batch["mask"]
+    L = mask.shape[1]
+    if cfg.augment:
+        for k in student.actor.torso.image_keys:
+            obs[k] = random_shift(obs[k], cfg.max_shift_px)
+    h0 = batch["hidden"][:, :student.hidden_size]
+    features, _ = student.actor.torso.unroll(obs, h0, batch["first"], burn_in=bi)
+    mean, log_std = student.actor.distribution(features[:, :L])
+    t_mean, t_log_std = batch["labels"][:, bi:bi + L].chunk(2, dim=-1)
+    kl = gaussian_kl(t_mean, t_log_std, mean, log_std)
+    return (kl * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _buffer(student: QRSACAgent, envs, replay: ReplayConfig, rows_per_env: int, seed: int) -> SequenceReplay:
+    """A replay of the student's keys with the teacher's labels, ``rows_per_env`` rows a stream (plus room for
+    the final observations of the episodes that end)."""
+    n = envs.num_envs
+    window = replay.burn_in + replay.seq_len + 1
+    capacity = n * max(window, int(rows_per_env * 1.05) + 16)
+    config = ReplayConfig(capacity=capacity, batch_sequences=replay.batch_sequences, seq_len=replay.seq_len,
+                          burn_in=replay.burn_in, hidden_dtype=replay.hidden_dtype)
+    return SequenceReplay(student.observation_space, student.actor.keys, student.action_dim, student.hidden_size,
+                          n, config, gamma=1.0, n_step=1, device=student.device, seed=seed,
+                          labels=2 * student.action_dim)
+
+
+def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, replay: ReplayConfig,
+            seed: int = 0, progress: bool = False, on_round: Callable[[dict], None] | None = None) -> list[dict]:
+    """``train.distill_rounds`` rounds of DAgger on ``envs`` (a racing vector env whose observations hold the
+    teacher's and the student's keys); returns one record per round (also passed to ``on_round``):
+
+    ==========================  ==================================================================
+    key                         meaning
+    ==========================  ==================================================================
+    ``distill/round``           0 .. distill_rounds - 1
+    ``distill/driver``          'teacher' (round 0) or 'student'
+    ``distill/states``          states the student trains on after this round
+    ``distill/kl``              mean loss of the round's last tenth of updates (NaN without updates)
+    ``distill/wall_s``          seconds since the distillation began
+    ``charts/...``, ``episode/...``  the episodes of this round's driver that ended (``EpisodeStats``)
+    ==========================  ==================================================================
+    """
+    from tqdm.auto import tqdm
+
+    n = envs.num_envs
+    steps_per_env = math.ceil(train.distill_steps / n)
+    rounds = train.distill_rounds
+    opt = torch.optim.Adam(student.actor.parameters(), lr=student.config.actor_lr)
+    first = _buffer(student, envs, replay, steps_per_env, seed)
+    own = _buffer(student, envs, replay, steps_per_env * max(1, rounds - 1), seed + 1) if rounds > 1 else None
+    records, t0 = [], _now()
+    bar = tqdm(total=rounds * (steps_per_env + train.distill_updates), desc="DAgger", unit="it", disable=not progress)
+    for r in range(rounds):
+        driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student")
+        buffer = first if r == 0 else own
+        buffer.restart_streams(np.arange(n))  # a round's episodes begin afresh
+        rollout = Rollout(envs, driver, seed=seed + r)
+        for _ in range(steps_per_env):
+            step = rollout.step()
+            buffer.add(step.obs, step.hidden[:, :student.hidden_size], step.action, step.reward, step.terminated,
+                       step.truncated, step.next_obs, labels=driver.labels)
+            bar.update(1)
+        losses = []
+        for _ in range(train.distill_updates):
+            loss = distill_loss(student, buffer.sample())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+        tail = losses[-max(1, len(losses) // 10):]
+        record = {"distill/round": r, "distill/driver": driver.driver, "distill/states": len(buffer),
+                  "distill/kl": float(np.mean(tail)) if losses else math.nan, "distill/wall_s": _now() - t0,
+                  **rollout.stats.summary()}
+        records.append(record)
+        bar.set_postfix(round=r, kl=f"{record['distill/kl']:.3f}")
+        if on_round is not None:
+            on_round(record)
+    bar.close()
+    return records
+
+
+CRITIC_FIELDS = ("critic_keys", "critic_width", "critic_depth", "critic_trunk", "num_quantiles", "vector_transform",
+                 "opponent_proximity", "symmetric_critic")
+"""The ``AgentConfig`` fields that fix what a critic reads and its shape: a teacher's critics are adopted only
+when all of them equal the student's."""
+
+
+def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: AgentConfig) -> bool:
+    """Load the teacher's critics (and their targets, and its entropy coefficient, which its critics' values
+    include) into the student when they read the same inputs the same way (:data:`CRITIC_FIELDS`); returns
+    whether they were adopted (not when the teacher was exported without its critics or its critics differ)."""
+    critics = teacher_state.get("critics")
+    if critics is None or any(getattr(teacher_config, f) != getattr(student.config, f) for f in CRITIC_FIELDS):
+        return False
+    student.critics.load_state_dict(critics)
+    student.critic_targets.load_state_dict(teacher_state.get("critic_targets") or critics)
+    if teacher_state.get("log_alpha") is not None:
+        with torch.no_grad():
+            student.log_alpha.copy_(teacher_state["log_alpha"])
+    return True
+
+
+def _now() -> float:
+    import time
+    return time.perf_counter()
+
+
+__all__ = ["CRITIC_FIELDS", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss", "gaussian_kl"]

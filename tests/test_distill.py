@@ -1,0 +1,138 @@
+"""DAgger from a privileged teacher into the vision actor (``gtvision.agent.distill``; smoke preset, seconds)."""
+import dataclasses
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import gtvision.agent.distill as distill_mod
+from gtvision.agent.distill import TeacherStudent, adopt_critics, distill, distill_loss
+from gtvision.agent.presets import get_preset
+from gtvision.agent.qrsac import QRSACAgent
+from gtvision.agent.rollout import Rollout
+from gtvision.checkpoints import complete_checkpoints
+from gtvision.training import RunConfig, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ENV = {"num_opponents": 2, "max_time_s": 3.0, "start_speed_mps": 20.0}
+
+
+def _agents(envs, seed=0):
+    torch.manual_seed(seed)
+    student_preset = get_preset("smoke")
+    teacher_preset = get_preset("smoke", "gt_sophy")
+    space, act = envs.single_observation_space, envs.single_action_space
+    student = QRSACAgent(space, act, student_preset.agent, burn_in=student_preset.replay.burn_in)
+    teacher = QRSACAgent(space, act, teacher_preset.agent, burn_in=teacher_preset.replay.burn_in)
+    with torch.no_grad():  # a teacher that steers and drives unlike a fresh student
+        teacher.actor.head[-1].bias[:2] = torch.tensor([0.8, 1.5])
+    return student, teacher, student_preset
+
+
+def test_after_the_first_round_the_student_trains_only_on_states_it_visited_itself(monkeypatch):
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, preset = _agents(envs)
+    log, driving = [], {}
+
+    class SpyReplay(distill_mod.SequenceReplay):
+        def add(self, *args, **kwargs):
+            log.append(("add", id(self), driving["now"]))
+            return super().add(*args, **kwargs)
+
+        def sample(self, *args, **kwargs):
+            log.append(("sample", id(self), None))
+            return super().sample(*args, **kwargs)
+
+    act = TeacherStudent.act
+
+    def spy_act(self, obs, hidden, eval_mode=True):
+        driving["now"] = self.driver
+        return act(self, obs, hidden, eval_mode)
+
+    monkeypatch.setattr(distill_mod, "SequenceReplay", SpyReplay)
+    monkeypatch.setattr(TeacherStudent, "act", spy_act)
+    buffers = []
+    monkeypatch.setattr(distill_mod, "_buffer", lambda *a, _make=distill_mod._buffer: buffers.append(_make(*a)) or buffers[-1])
+    train_cfg = dataclasses.replace(preset.train, distill_rounds=3, distill_steps=64, distill_updates=3)
+    records = distill(student, teacher, envs, train_cfg, preset.replay, seed=1)
+    assert [r["distill/driver"] for r in records] == ["teacher", "student", "student"]
+    first, own = buffers
+    drivers = {b: {d for kind, i, d in log if kind == "add" and i == id(b)} for b in buffers}
+    assert drivers == {first: {"teacher"}, own: {"student"}}
+    # training batches: 3 from the teacher's states (round 0), then 6 from the student's own, none mixed
+    assert [i for kind, i, _ in log if kind == "sample"] == [id(first)] * 3 + [id(own)] * 6
+    assert records[-1]["distill/states"] == len(own) >= 2 * 64
+    # what the buffers hold: the teacher's actions in round 0, the student's (not its labels) later
+    A = student.action_dim
+    for buf, teacher_drove in ((first, True), (own, False)):
+        live = np.concatenate([i * buf.stream_capacity + np.arange(n) for i, n in enumerate(buf.size)])
+        live = live[~buf.storage["last"][live]]
+        labelled = student._to_env_action(torch.tanh(torch.as_tensor(buf.storage["labels"][live, :A]))).numpy()
+        same = np.isclose(buf.storage["action"][live], labelled, atol=1e-5).all(-1)
+        assert same.all() if teacher_drove else not same.any()
+    envs.close()
+
+
+def test_the_loss_pulls_the_student_to_the_teachers_policy():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, preset = _agents(envs)
+    buf = distill_mod._buffer(student, envs, preset.replay, 40, 0)
+    driver = TeacherStudent(teacher, student, "teacher")
+    rollout = Rollout(envs, driver, seed=0)
+    for _ in range(40):
+        s = rollout.step()
+        buf.add(s.obs, s.hidden[:, :student.hidden_size], s.action, s.reward, s.terminated, s.truncated, s.next_obs,
+                labels=driver.labels)
+    batch = buf.sample()
+    opt = torch.optim.Adam(student.actor.parameters(), lr=3e-3)
+    before = float(distill_loss(student, batch).detach())
+    for _ in range(60):
+        loss = distill_loss(student, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(distill_loss(student, batch).detach()) < 0.25 * before
+    # the KL of identical Gaussians is zero, and it grows with the gap between the means
+    m, s = torch.zeros(3, 2), torch.full((3, 2), -1.0)
+    assert torch.allclose(distill_mod.gaussian_kl(m, s, m, s), torch.zeros(3))
+    assert (distill_mod.gaussian_kl(m, s, m + 0.5, s) < distill_mod.gaussian_kl(m, s, m + 1.0, s)).all()
+    envs.close()
+
+
+def test_a_run_with_a_teacher_distils_then_trains_with_the_teachers_critics(tmp_path):
+    teacher_run, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=128,
+                                     env_kwargs=ENV, seed=1), tmp_path / "teacher", progress=False)
+    overrides = {"train.distill_rounds": 2, "train.distill_steps": 32, "train.distill_updates": 2,
+                 "train.reset_epoch": None}
+    out, history = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=128, env_kwargs=ENV,
+                                   teacher=str(teacher_run), overrides=overrides), tmp_path / "student", progress=False)
+    rounds = [json.loads(line) for line in (out / "distill.jsonl").read_text().splitlines()]
+    assert [r["distill/round"] for r in rounds] == [0, 1] and all(np.isfinite(r["distill/kl"]) for r in rounds)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["teacher_critics_adopted"] is True and saved["distill_seconds"] > 0
+    assert history and history[-1]["charts/env_steps"] == 128
+    assert "epoch_000000" in [p.name for p in complete_checkpoints(out)]  # the distilled agent before RL
+    with pytest.raises(ValueError, match="distils no round"):
+        train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, env_kwargs=ENV, teacher=str(teacher_run)),
+              tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="reset at epoch 2 would discard"):
+        train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, env_kwargs=ENV, teacher=str(teacher_run),
+                        overrides={"train.distill_rounds": 1}), tmp_path / "z", progress=False)
+
+
+def test_critics_are_adopted_only_when_they_read_the_same_inputs_alike():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=1, **ENV)
+    student, teacher, _ = _agents(envs)
+    full = QRSACAgent(envs.single_observation_space, envs.single_action_space, get_preset("smoke", "gt_sophy").agent)
+    state = {"critics": full.critics.state_dict(), "critic_targets": full.critic_targets.state_dict(),
+             "log_alpha": torch.tensor(-3.0)}
+    assert adopt_critics(student, state, full.config)
+    for a, b in zip(student.critics.parameters(), full.critics.parameters()):
+        assert torch.equal(a, b)
+    assert student.alpha == pytest.approx(np.exp(-3.0))
+    other = dataclasses.replace(full.config, critic_width=full.config.critic_width * 2)
+    assert not adopt_critics(student, state, other)
+    assert not adopt_critics(student, {"actor": {}}, full.config)  # exported without critics
+    envs.close()
