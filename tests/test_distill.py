@@ -64,6 +64,7 @@ def test_after_the_first_round_the_student_trains_only_on_states_it_visited_itse
     # training batches: 3 from the teacher's states (round 0), then 6 from the student's own, none mixed
     assert [i for kind, i, _ in log if kind == "sample"] == [id(first)] * 3 + [id(own)] * 6
     assert records[-1]["distill/states"] == len(own) >= 2 * 64
+    assert all(np.isfinite(r["distill/progress_m"]) for r in records)
     # what the buffers hold: the teacher's actions in round 0, the student's (not its labels) later
     A = student.action_dim
     for buf, teacher_drove in ((first, True), (own, False)):
@@ -110,6 +111,7 @@ def test_a_run_with_a_teacher_distils_then_trains_with_the_teachers_critics(tmp_
                                    teacher=str(teacher_run), overrides=overrides), tmp_path / "student", progress=False)
     rounds = [json.loads(line) for line in (out / "distill.jsonl").read_text().splitlines()]
     assert [r["distill/round"] for r in rounds] == [0, 1] and all(np.isfinite(r["distill/kl"]) for r in rounds)
+    assert all(r["distill/progress_m"] > 0 for r in rounds)  # 1.6 s of each round's episodes from a rolling start
     saved = json.loads((out / "config.json").read_text())
     assert saved["teacher_critics_adopted"] is True and saved["distill_seconds"] > 0
     assert history and history[-1]["charts/env_steps"] == 128

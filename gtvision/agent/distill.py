@@ -35,6 +35,8 @@ from .qrsac import QRSACAgent
 from .replay import SequenceReplay
 from .rollout import Rollout
 
+ROUND_END_KEYS = ("progress_m", "place", "wall_time_s", "car_contact_time_s", "off_course_time_s")
+"""``info`` keys reported at the end of every round (its episodes rarely end within it)."""
 DRIVERS = ("teacher", "student")
 """Who drives a round's episodes (:class:`TeacherStudent`)."""
 
@@ -126,6 +128,8 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
     ``distill/states``          states the student trains on after this round
     ``distill/kl``              mean loss of the round's last tenth of updates (NaN without updates)
     ``distill/wall_s``          seconds since the distillation began
+    ``distill/<key>``           the mean over the sub-environments of ``info[key]`` at the round's last step
+                                (:data:`ROUND_END_KEYS`: how the round's driver fared in its episodes so far)
     ``charts/...``, ``episode/...``  the episodes of this round's driver that ended (``EpisodeStats``)
     ==========================  ==================================================================
     """
@@ -160,6 +164,7 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
         tail = losses[-max(1, len(losses) // 10):]
         record = {"distill/round": r, "distill/driver": driver.driver, "distill/states": len(buffer),
                   "distill/kl": float(np.mean(tail)) if losses else math.nan, "distill/wall_s": _now() - t0,
+                  **{f"distill/{k}": float(np.mean(rollout.info[k])) for k in ROUND_END_KEYS if k in rollout.info},
                   **rollout.stats.summary()}
         records.append(record)
         bar.set_postfix(round=r, kl=f"{record['distill/kl']:.3f}")
