@@ -378,6 +378,9 @@ def test_cpu_preset_trains_on_the_papers_full_reward_with_the_learning_recipe():
     assert (p.agent.n_step, p.agent.gamma, p.agent.target_entropy, p.agent.init_log_std) == (1, 0.99, -2.0, -1.0)
     assert p.train.updates_per_epoch == p.train.env_steps_per_epoch and p.agent.critic_trunk == 64
     assert p.train.demo_steps == 20_000 and p.train.demo_share == 0.5
+    # with a teacher (gtvision train --teacher), 8 DAgger rounds of 8,000 steps and 1,000 updates first
+    assert (p.train.distill_rounds, p.train.distill_steps, p.train.distill_updates) == (8, 8000, 1000)
+    assert get_preset("paper").train.distill_rounds == 0
     pendulum = resolve("cpu", "asymmetric", observation_space=gym.make("Pendulum-v1").observation_space,
                        reward_terms=False)
     assert pendulum.train.demo_steps == 0   # no BIAI to demonstrate another task

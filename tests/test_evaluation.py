@@ -217,3 +217,46 @@ def test_the_committed_time_trial_agent_laps_tokyo_clean_faster_than_the_biai():
     (row,) = evaluate(agent, "tokyo", episodes=1, seed=3, laps=2, opponents=0, progress=False).to_dict("records")
     assert row["finished"] and row["wall_time_s"] == 0.0 and row["off_course_time_s"] == 0.0
     assert row["best_clean_lap_s"] == row["lap_2_s"] < 103.1
+
+
+def test_the_committed_vision_agent_races_from_the_grid_on_its_view_and_proprio():
+    """papermill_runs/agents/tokyo_vision (run V1's epoch 0: the GT Sophy baseline distilled into the asymmetric agent's
+    actor by DAgger): it drives a lap alone, and a one-lap race from the back of the grid it finishes ahead of P20."""
+    from pathlib import Path
+
+    agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_vision"
+    lap = evaluate(agent, "tokyo", episodes=1, seed=10_001, laps=1, opponents=0, progress=False)
+    assert lap["variant"].iloc[0] == "asymmetric"
+    assert lap["finished"].iloc[0] and lap["lap_1_s"].iloc[0] < 120.0
+    race = evaluate(agent, "tokyo", episodes=1, seed=10_002, laps=1, progress=False)
+    assert race["finished"].iloc[0] and race["place"].iloc[0] < 20
+
+
+def test_the_committed_vision_agents_actor_reads_only_the_image_and_proprio():
+    """Paper III-A: the actor gets the local features only. Scrambling the global features (course points, opponent
+    grid) leaves its action unchanged; another image changes it."""
+    from pathlib import Path
+
+    import gymnasium as gym
+    import numpy as np
+
+    from gtvision.checkpoints import load_actor
+
+    agent_dir = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_vision"
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, num_opponents=6, start_speed_mps=20.0)
+    obs, _ = envs.reset(seed=4)
+    for _ in range(30):  # into traffic, so that the opponent grid is not empty
+        obs, *_ = envs.step(np.tile([0.0, 0.5], (2, 1)).astype(np.float32))
+    agent = load_actor(agent_dir, envs.single_observation_space, envs.single_action_space)
+    assert set(agent.actor.keys) == {"image", "proprio"}
+    hidden = agent.initial_hidden(2)
+    action, _ = agent.act(obs, hidden, eval_mode=True)
+    rng = np.random.default_rng(0)
+    scrambled = dict(obs)
+    for key in ("course_points", "opponent_grid"):
+        assert np.abs(obs[key]).sum() > 0, key
+        scrambled[key] = rng.normal(0.0, 50.0, obs[key].shape).astype(obs[key].dtype)
+    np.testing.assert_array_equal(agent.act(scrambled, hidden, eval_mode=True)[0], action)
+    other_view = dict(obs, image=obs["image"][::-1].copy())  # each race's view swapped with the other's
+    assert not np.allclose(agent.act(other_view, hidden, eval_mode=True)[0], action)
+    envs.close()

@@ -99,8 +99,11 @@ def _cpu() -> tuple[AgentConfig, ReplayConfig, TrainConfig]:
     # as in IV-B (no ramp).
     # Paper: IV-B learns from its own experience only; ours starts with 20,000 steps of the BIAI's driving in
     # a replay of their own, half of every batch (RLPD's symmetric sampling; racing environments only).
+    # Paper: IV-B trains the vision agent by RL alone; ours, in a run given a privileged teacher (`gtvision train
+    # --teacher`), first 8 rounds of DAgger into the actor (README, "The vision agent"); unused without a teacher.
     train = dataclasses.replace(train, epochs=2000, num_envs=8, env_steps_per_epoch=160, updates_per_epoch=160,
-                                reset_epoch=1250, learning_starts=2000, demo_steps=20_000, demo_share=0.5)
+                                reset_epoch=1250, learning_starts=2000, demo_steps=20_000, demo_share=0.5,
+                                distill_rounds=8, distill_steps=8000, distill_updates=1000)
     return agent, replay, train
 
 
