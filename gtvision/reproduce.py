@@ -39,6 +39,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from unittest import mock
 
 import yaml
 
@@ -267,18 +268,12 @@ def execute(notebook: str | Path, output: str | Path, parameters: dict, force: b
     if not force and is_done(output):
         return "skipped"
     output.parent.mkdir(parents=True, exist_ok=True)
-    before = {k: os.environ.get(k) for k in KERNEL_ENV}
-    for k, v in KERNEL_ENV.items():  # the kernel inherits this process's environment
-        os.environ[k] = v if not before[k] or k != "PYTHONWARNINGS" else f"{before[k]},{v}"
-    try:
+    env = dict(KERNEL_ENV)
+    if os.environ.get("PYTHONWARNINGS"):  # keep the user's warning filters
+        env["PYTHONWARNINGS"] = f"{os.environ['PYTHONWARNINGS']},{env['PYTHONWARNINGS']}"
+    with mock.patch.dict(os.environ, env):  # the kernel inherits this process's environment; restored after
         pm.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(cwd), progress_bar=False,
                             log_output=False, request_save_on_cell_execute=True)
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return "done"
 
 

@@ -126,7 +126,7 @@ def test_a_run_with_a_teacher_distils_then_trains_with_the_teachers_critics(tmp_
 
 def test_critics_are_adopted_only_when_they_read_the_same_inputs_alike():
     envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=1, **ENV)
-    student, teacher, _ = _agents(envs)
+    student, _, _ = _agents(envs)
     full = QRSACAgent(envs.single_observation_space, envs.single_action_space, get_preset("smoke", "gt_sophy").agent)
     state = {"critics": full.critics.state_dict(), "critic_targets": full.critic_targets.state_dict(),
              "log_alpha": torch.tensor(-3.0)}

@@ -24,6 +24,7 @@ critic that knows the race.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -43,9 +44,8 @@ DRIVERS = ("teacher", "student")
 
 def _policy(agent: QRSACAgent, obs, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean, log std) of ``agent``'s pre-tanh Gaussian at one batched observation, and its next hidden state."""
-    seq = {k: torch.as_tensor(np.asarray(obs[k]), device=agent.device).unsqueeze(1) for k in agent.actor.keys}
-    features, hidden = agent.actor.torso.unroll(seq, hidden)
-    mean, log_std = agent.actor.distribution(features[:, 0])
+    features, hidden = agent.step_features(obs, hidden)
+    mean, log_std = agent.actor.distribution(features)
     return mean, log_std, hidden
 
 
@@ -141,7 +141,7 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
     opt = torch.optim.Adam(student.actor.parameters(), lr=student.config.actor_lr)
     first = _buffer(student, envs, replay, steps_per_env, seed)
     own = _buffer(student, envs, replay, steps_per_env * max(1, rounds - 1), seed + 1) if rounds > 1 else None
-    records, t0 = [], _now()
+    records, t0 = [], time.perf_counter()
     bar = tqdm(total=rounds * (steps_per_env + train.distill_updates), desc="DAgger", unit="it", disable=not progress)
     for r in range(rounds):
         driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student")
@@ -163,7 +163,7 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
             bar.update(1)
         tail = losses[-max(1, len(losses) // 10):]
         record = {"distill/round": r, "distill/driver": driver.driver, "distill/states": len(buffer),
-                  "distill/kl": float(np.mean(tail)) if losses else math.nan, "distill/wall_s": _now() - t0,
+                  "distill/kl": float(np.mean(tail)) if losses else math.nan, "distill/wall_s": time.perf_counter() - t0,
                   **{f"distill/{k}": float(np.mean(rollout.info[k])) for k in ROUND_END_KEYS if k in rollout.info},
                   **rollout.stats.summary()}
         records.append(record)
@@ -193,11 +193,6 @@ def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: Agen
         with torch.no_grad():
             student.log_alpha.copy_(teacher_state["log_alpha"])
     return True
-
-
-def _now() -> float:
-    import time
-    return time.perf_counter()
 
 
 __all__ = ["CRITIC_FIELDS", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss", "gaussian_kl"]

@@ -148,12 +148,19 @@ class QRSACAgent:
         (N, A) in the action space's units (sampled; the Gaussian's mean squashed if ``eval_mode``) and
         the next hidden state (N, hidden_size).
         """
+        features, hidden = self.step_features(obs, hidden)
+        action, _ = self.actor.sample(features, deterministic=eval_mode)
+        return self._to_env_action(action).cpu().numpy(), hidden
+
+    def step_features(self, obs: Mapping[str, np.ndarray] | np.ndarray,
+                      hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor's features (N, F) at one batched observation and its next hidden state (no gradients
+        are needed by callers; wrap in ``torch.no_grad``)."""
         if not self.obs_is_dict:
             obs = {"obs": obs}
         seq = {k: torch.as_tensor(np.asarray(obs[k]), device=self.device).unsqueeze(1) for k in self.actor.keys}
         features, hidden = self.actor.torso.unroll(seq, hidden)
-        action, _ = self.actor.sample(features[:, 0], deterministic=eval_mode)
-        return self._to_env_action(action).cpu().numpy(), hidden
+        return features[:, 0], hidden
 
     # --- learning -----------------------------------------------------------------------------------------
     def update(self, batch: dict) -> dict[str, float]:
