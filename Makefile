@@ -1,6 +1,9 @@
 # gtvision: everything runs from a local virtual environment made on first use.
-#   make race    the main job: train the agent (cpu preset, MINUTES minutes, alone on the track), then race
-#                it from the back of a 20-car grid against the built-in AI -> runs/agent_<scenario>_<time>/
+#   make race    the main job, the recipe of the README's "The vision agent": train the GT Sophy baseline in traffic
+#                (TEACHER_STEPS steps), pick its best checkpoint by IV-D's rule, distil it into the vision agent
+#                (DISTILL_ROUNDS DAgger rounds), then race the vision agent from the back of a 20-car grid against the
+#                built-in AI -> runs/agent_<scenario>_<time>/ (about 70 min on 2 cores); TEACHER=DIR skips the
+#                first two steps (e.g. TEACHER=papermill_runs/agents/tokyo_gt_sophy: about 40 min)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
@@ -14,8 +17,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCENARIO ?= tokyo
 LAPS ?= 4
-MINUTES ?= 10
 RACES ?= 4
+# the recipe (README, "The vision agent"): a GT Sophy teacher of TEACHER_STEPS environment steps (275 epochs: with
+# --seed 0 --threads 1 these are R1's first 275, whose epoch 250 won 98 of 100 held-out races), its checkpoints from
+# TEACHER_FROM_EPOCH raced 8 times each (seed 1000) and the best mean margin kept, then DISTILL_ROUNDS rounds of DAgger
+TEACHER ?=
+TEACHER_STEPS ?= 44000
+TEACHER_FROM_EPOCH ?= 150
+DISTILL_ROUNDS ?= 12
+RACING_ENV := --env-arg start_speed_mps=20 --env-arg stuck_s=3 --env-arg max_time_s=240
 # a new run directory per call: nothing made before is overwritten
 RUN := runs/agent_$(SCENARIO)_$(shell date +%Y%m%d-%H%M%S)
 # torch 2.13.0 first: on these machines it is the stored CPU build; the package itself asks only torch>=2.3
@@ -43,11 +53,21 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 race: $(BIN)/.installed
-	$(BIN)/gtvision train --scenario $(SCENARIO) --preset cpu --env-arg num_opponents=0 \
-	  --env-arg start_speed_mps=20 --env-arg stuck_s=3 --minutes $(MINUTES) --checkpoint-every 50 --out $(RUN)
-	$(BIN)/gtvision evaluate --checkpoint $(RUN) --scenario $(SCENARIO) --episodes $(RACES) --laps $(LAPS) \
+	mkdir -p $(RUN) && date +%s > $(RUN)/started
+ifeq ($(TEACHER),)
+	$(BIN)/gtvision train --scenario $(SCENARIO) --preset cpu --variant gt_sophy $(RACING_ENV) \
+	  --total-steps $(TEACHER_STEPS) --checkpoint-every 25 --keep-checkpoints 100 --seed 0 --threads 1 --out $(RUN)/gt_sophy
+	$(BIN)/gtvision select $(RUN)/gt_sophy --scenario $(SCENARIO) --episodes 8 --seed 1000 --max-collision inf \
+	  --from-epoch $(TEACHER_FROM_EPOCH) --threads 1 --out $(RUN)/gt_sophy/races_seed1000 --export $(RUN)/teacher
+endif
+	$(BIN)/gtvision train --scenario $(SCENARIO) --preset cpu --teacher $(or $(TEACHER),$(RUN)/teacher) \
+	  --set train.reset_epoch=null --set train.distill_rounds=$(DISTILL_ROUNDS) $(RACING_ENV) --minutes 0 \
+	  --checkpoint-every 25 --seed 0 --threads 1 --out $(RUN)/vision
+	$(BIN)/gtvision evaluate --checkpoint $(RUN)/vision --scenario $(SCENARIO) --episodes $(RACES) --laps $(LAPS) \
 	  --out $(RUN)/eval
-	$(BIN)/gtvision video --checkpoint $(RUN) --scenario $(SCENARIO) --laps 1 --out $(RUN)/race.mp4
+	$(BIN)/gtvision video --checkpoint $(RUN)/vision --scenario $(SCENARIO) --laps 1 --out $(RUN)/race.mp4
+	@echo "make race: $$(( ($$(date +%s) - $$(cat $(RUN)/started)) / 60 )) minutes in all (training, selection, races," \
+	  "video) -> $(RUN)"
 
 biai-race: $(BIN)/.installed
 	$(BIN)/gtvision race --scenario $(SCENARIO) --laps $(LAPS) --video runs/race_$(SCENARIO).mp4 --out runs

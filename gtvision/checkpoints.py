@@ -206,6 +206,11 @@ def fsync_dir(path: str | os.PathLike):
         os.close(fd)
 
 
+TEACHER_PARTS = ("actor", "critics", "critic_targets", "log_alpha")
+"""What :func:`export` keeps of an agent that is to teach another (``gtvision train --teacher``): its networks and
+entropy coefficient, which a distilled student adopts with its actor, but no optimiser."""
+
+
 def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",)) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's

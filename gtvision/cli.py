@@ -198,8 +198,10 @@ def cmd_select(args) -> int:
     if choice is None:
         print(f"no checkpoint has a mean collision time under {args.max_collision} s")
         return 1
-    print(f"selected: {Path(args.run) / 'checkpoints' / choice} (best mean margin among those under "
-          f"{args.max_collision} s of car collision)")
+    selected = Path(args.run) / "checkpoints" / choice
+    print(f"selected: {selected} (best mean margin among those under {args.max_collision} s of car collision)")
+    if args.export is not None:
+        return _export(selected, args.export, with_critics=True)
     return 0
 
 
@@ -214,11 +216,16 @@ def cmd_video(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .checkpoints import export
+    return _export(args.checkpoint, args.out, args.with_critics)
 
-    final = export(args.checkpoint, args.out)
-    size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
-    print(f"{args.checkpoint} -> {final} ({size / 2**20:.1f} MiB: the actor and the run's configuration)")
+
+def _export(checkpoint, out, with_critics: bool) -> int:
+    from .checkpoints import TEACHER_PARTS, export
+
+    parts = TEACHER_PARTS if with_critics else ("actor",)
+    final = export(checkpoint, out, parts)
+    size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
+    print(f"{checkpoint} -> {final} ({size / 2**20:.1f} MiB: {', '.join(parts)} and the run's configuration)")
     return 0
 
 
@@ -397,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--from-epoch", type=int, default=0,
                     help="only checkpoints from this epoch on (e.g. twice a contact boost's epochs, so that "
                          "the last half of training was on the paper's reward)")
+    se.add_argument("--export", default=None, metavar="DIR",
+                    help="copy the selected checkpoint here with its critics (`gtvision export --with-critics`), "
+                         "e.g. as the teacher of `gtvision train --teacher DIR`")
     se.add_argument("--quiet", action="store_true")
     se.set_defaults(func=cmd_select)
 
@@ -418,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(no optimisers, environments or replay) that evaluate and video accept")
     x.add_argument("--checkpoint", required=True, help="a run's checkpoint directory (or a run directory: its newest)")
     x.add_argument("--out", required=True, help="the new directory (e.g. papermill_runs/agents/tokyo_gt_sophy)")
+    x.add_argument("--with-critics", action="store_true",
+                   help="keep the critics, their targets and the entropy coefficient too (a teacher for "
+                        "`gtvision train --teacher`, whose student adopts them); default: the actor only")
     x.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="drive an evaluation race yourself from the agent's view (pygame window)")

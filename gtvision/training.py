@@ -74,7 +74,8 @@ class RunConfig:
     total_steps: int | None = None
     """Stop after this many environment steps (all sub-environments); None: the preset's epochs."""
     max_minutes: float | None = None
-    """Stop at the end of the epoch in which this much wall time has passed; None: no limit."""
+    """Stop at the end of the epoch in which this much wall time has passed; None: no limit; 0 (with a
+    ``teacher`` only): no RL at all, the distilled agent is the run's result (its checkpoint epoch 0)."""
     seed: int = 0
     """Seed of the networks, the replay and the environments (same seed, same run on CPU, local backend)."""
     device: str = "cpu"
@@ -103,10 +104,13 @@ class RunConfig:
     (sections ``agent``, ``replay``, ``train``: ``gtvision.agent.config``)."""
 
     def __post_init__(self):
-        check_fields(self, {"workers": ">=1", "total_steps": ">=1", "max_minutes": ">0", "num_envs": ">=1",
+        check_fields(self, {"workers": ">=1", "total_steps": ">=1", "max_minutes": ">=0", "num_envs": ">=1",
                             "eval_episodes": ">=0", "threads": ">=1", "checkpoint_every": ">=0",
                             "keep_checkpoints": ">=1"},
                      {**RUN_CHOICES, "scenario": SCENARIO_NAMES + (None,)}, section="run")
+        if self.max_minutes == 0 and self.teacher is None:
+            raise ValueError("run.max_minutes=0 trains nothing; it is for a run with a teacher (--teacher), whose "
+                             "distillation then is the whole training")
 
     def resolved_env_id(self) -> str:
         if self.env_id is not None:
@@ -171,7 +175,8 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
         trainer = LocalTrainer(gym.make_vec(env_id, num_envs=num_envs, **env_kwargs), preset, config.seed,
                                config.device, reward=reward)
     demo_seconds = None
-    if preset.train.demo_steps > 0:  # the BIAI's demonstrations, made again (alike) when a run resumes
+    if preset.train.demo_steps > 0 and config.max_minutes != 0:
+        # the BIAI's demonstrations (for the RL, so none when only a distillation runs), made again when a run resumes
         t0 = time.perf_counter()
         demo_envs = gym.make_vec(env_id, num_envs=preset.train.num_envs, **env_kwargs)
         trainer.add_demonstrations(demo_envs, preset.train.demo_steps, seed=config.seed + DEMO_SEED_OFFSET)

@@ -95,3 +95,19 @@ def test_explain_race_gives_figure_5_its_snapshots_from_a_race(tmp_path):
         explain_race("biai", "tokyo", max_time_s=5.0)
     with pytest.raises(ValueError, match="too short"):
         explain_race("biai", "tokyo", agent=agent, snapshots=40, max_time_s=5.0)
+
+
+def test_explain_race_takes_the_committed_vision_agent_as_it_is():
+    """Issue 16: papermill_runs/agents/tokyo_vision is accepted by explain_race without a stand-in actor: its own
+    actor, driving, is explained at moments of its race with an opponent near."""
+    from pathlib import Path
+
+    from gtvision.attribution import explain_race
+
+    agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_vision"
+    ex = explain_race(str(agent), "tokyo", snapshots=2, interval_s=0.5, history=4, max_time_s=10.0)
+    assert ex["frames"].shape == (2, 64, 64, 3) and 1 <= ex["opponent"] <= 19
+    assert ex["frame_shares"].shape == (2, 4)
+    # its steering depends on what it sees, and 20 interpolation steps add up to it within 10% on a trained actor
+    assert np.all(np.abs(ex["output_difference"]) > 0.01)
+    assert np.all(np.abs(ex["delta"]) < 0.1 * np.abs(ex["output_difference"]))

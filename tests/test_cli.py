@@ -110,7 +110,7 @@ def test_a_bad_preset_setting_is_refused_in_one_line_naming_the_field(tmp_path, 
 
 def test_a_bad_run_setting_names_the_field_and_its_range(tmp_path, capsys):
     code = cli.main(["train", "--preset", "smoke", "--minutes", "-1", "--out", str(tmp_path / "run"), "--quiet"])
-    assert code == 2 and "run.max_minutes=-1.0: must be > 0" in capsys.readouterr().err
+    assert code == 2 and "run.max_minutes=-1.0: must be >= 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [
@@ -317,3 +317,29 @@ def test_bench_training_reports_the_loops_rates_next_to_the_update_alone(monkeyp
         assert row["x_update_only"] == pytest.approx(row["updates_per_s"] * 0.05)
     with pytest.raises(ValueError, match="neither 0..19 nor 'curriculum'"):
         cli._opponent_counts(["4", "twenty"])
+
+
+def test_make_race_runs_the_recipe_the_readme_states():
+    """Every command `make race` runs (its dry run, default settings) is in the README's quick start, and the
+    recipe is the distillation one: a GT Sophy teacher, IV-D's selection exported with critics, DAgger alone."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run(["make", "-n", "-s", "race", "RUN=runs/agent", "BIN=.venv/bin"], cwd=root,
+                         capture_output=True, text=True, check=True).stdout
+
+    def commands(text):
+        joined = re.sub(r"\\\n\s*", " ", text)
+        return [" ".join(line.replace(".venv/bin/", "").split()) for line in joined.splitlines()
+                if line.strip().startswith((".venv/bin/gtvision", "gtvision"))]
+
+    made = commands(dry)
+    quick_start = Path(root / "README.md").read_text().split("## Quick start")[1].split("\n## ")[0]
+    assert [c.split()[1] for c in made] == ["train", "select", "train", "evaluate", "video"]
+    assert "--variant gt_sophy" in made[0] and "--export runs/agent/teacher" in made[1]
+    assert "--teacher runs/agent/teacher" in made[2] and "--minutes 0" in made[2]
+    assert made == commands(quick_start)

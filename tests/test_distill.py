@@ -138,3 +138,35 @@ def test_critics_are_adopted_only_when_they_read_the_same_inputs_alike():
     assert not adopt_critics(student, state, other)
     assert not adopt_critics(student, {"actor": {}}, full.config)  # exported without critics
     envs.close()
+
+
+def test_the_make_race_chain_selects_exports_and_distils_only(tmp_path, capsys):
+    """`make race`'s steps on the smoke preset: `select --export` keeps the chosen teacher with its critics, and
+    `train --teacher ... --minutes 0` distils it without any RL (the distilled agent is the run's result)."""
+    from gtvision import cli
+    from gtvision.checkpoints import checkpoint_epoch, load_state
+
+    env_args = [a for k, v in ENV.items() for a in ("--env-arg", f"{k}={v}")]
+    teacher_run, teacher = tmp_path / "gt_sophy", tmp_path / "teacher"
+    assert cli.main(["train", "--preset", "smoke", "--variant", "gt_sophy", *env_args, "--total-steps", "128",
+                     "--checkpoint-every", "1", "--keep-checkpoints", "10", "--seed", "1", "--quiet",
+                     "--out", str(teacher_run)]) == 0
+    assert cli.main(["select", str(teacher_run), "--episodes", "1", "--laps", "1", "--max-collision", "inf",
+                     "--from-epoch", "2", "--quiet", "--export", str(teacher)]) == 0
+    chosen = capsys.readouterr().out.split("selected: ")[1].split()[0]
+    (exported,) = complete_checkpoints(teacher)
+    assert exported.name == chosen.rsplit("/", 1)[-1] and checkpoint_epoch(exported) >= 2
+    assert set(load_state(exported, map_location="cpu")["agent"]) == {"actor", "critics", "critic_targets", "log_alpha"}
+    student = tmp_path / "vision"
+    assert cli.main(["train", "--preset", "smoke", "--teacher", str(teacher), "--set", "train.reset_epoch=null",
+                     "--set", "train.distill_rounds=1", "--set", "train.distill_steps=32",
+                     "--set", "train.distill_updates=2", "--set", "train.demo_steps=64", *env_args, "--minutes", "0",
+                     "--quiet",
+                     "--out", str(student)]) == 0
+    assert [p.name for p in complete_checkpoints(student)] == ["epoch_000000"]
+    assert (student / "metrics.jsonl").read_text() == ""  # no RL epoch
+    saved = json.loads((student / "config.json").read_text())
+    assert saved["teacher_critics_adopted"] is True and saved["demo_seconds"] is None  # no demonstrations for no RL
+    with pytest.raises(ValueError, match="max_minutes=0 trains nothing"):
+        RunConfig(scenario="tokyo", preset="smoke", max_minutes=0)
+

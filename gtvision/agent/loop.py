@@ -283,11 +283,11 @@ def train_local(envs: gym.vector.VectorEnv | str, preset: Preset, seed: int = 0,
 
 def run_epochs(trainer: LocalTrainer, epochs: int, max_seconds: float | None = None, progress: bool = False):
     """Yield the records of ``trainer``'s epochs until it has run ``epochs`` in all (counting epochs run
-    before a resume) or ``max_seconds`` of training time have passed; a progress bar on request."""
+    before a resume) or ``max_seconds`` of training time have passed (0: none at all); a progress bar on request."""
     bar = tqdm(total=epochs, initial=trainer.epoch, desc="epochs", unit="epoch", disable=not progress,
                dynamic_ncols=True)
     last_return = math.nan
-    while trainer.epoch < epochs:
+    while trainer.epoch < epochs and (max_seconds is None or trainer.wall_s < max_seconds):
         record = trainer.run_epoch()
         if math.isfinite(record["charts/episodic_return"]):
             last_return = record["charts/episodic_return"]
@@ -295,6 +295,4 @@ def run_epochs(trainer: LocalTrainer, epochs: int, max_seconds: float | None = N
         bar.set_postfix(steps=trainer.env_steps, updates=trainer.updates,
                         ret="-" if math.isnan(last_return) else f"{last_return:.1f}")
         yield record
-        if max_seconds is not None and trainer.wall_s >= max_seconds:
-            break
     bar.close()
