@@ -2,8 +2,9 @@
 #   make race    the main job, the recipe of the README's "The vision agent": train the GT Sophy baseline in traffic
 #                (TEACHER_STEPS steps), pick its best checkpoint by IV-D's rule, distil it into the vision agent
 #                (DISTILL_ROUNDS DAgger rounds), then race the vision agent from the back of a 20-car grid against the
-#                built-in AI -> runs/agent_<scenario>_<time>/ (about 70 min on 2 cores); TEACHER=DIR skips the
-#                first two steps (e.g. TEACHER=papermill_runs/agents/tokyo_gt_sophy: about 40 min)
+#                built-in AI -> runs/agent_<scenario>_<time>/ (70 min on 2026-12-01, beside another run); TEACHER=DIR
+#                skips the first two steps (e.g. TEACHER=papermill_runs/agents/tokyo_gt_sophy; its 12 DAgger rounds
+#                took 33 min in run V3)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator

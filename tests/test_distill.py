@@ -161,8 +161,7 @@ def test_the_make_race_chain_selects_exports_and_distils_only(tmp_path, capsys):
     assert cli.main(["train", "--preset", "smoke", "--teacher", str(teacher), "--set", "train.reset_epoch=null",
                      "--set", "train.distill_rounds=1", "--set", "train.distill_steps=32",
                      "--set", "train.distill_updates=2", "--set", "train.demo_steps=64", *env_args, "--minutes", "0",
-                     "--quiet",
-                     "--out", str(student)]) == 0
+                     "--quiet", "--out", str(student)]) == 0
     assert [p.name for p in complete_checkpoints(student)] == ["epoch_000000"]
     assert (student / "metrics.jsonl").read_text() == ""  # no RL epoch
     saved = json.loads((student / "config.json").read_text())
