@@ -2,9 +2,9 @@
 #   make race    the main job, the recipe of the README's "The vision agent": train the GT Sophy baseline in traffic
 #                (TEACHER_STEPS steps), pick its best checkpoint by IV-D's rule, distil it into the vision agent
 #                (DISTILL_ROUNDS DAgger rounds), then race the vision agent from the back of a 20-car grid against the
-#                built-in AI -> runs/agent_<scenario>_<time>/ (70 min on 2026-12-01, beside another run); TEACHER=DIR
-#                skips the first two steps (e.g. TEACHER=papermill_runs/agents/tokyo_gt_sophy; its 12 DAgger rounds
-#                took 33 min in run V3)
+#                built-in AI -> runs/agent_<scenario>_<time>/ (about 67 min: 70 min on 2026-12-01 beside another run,
+#                less the 3 min that DAgger on the reverse KL, run V7, saved); TEACHER=DIR skips the first two steps
+#                (e.g. TEACHER=papermill_runs/agents/tokyo_gt_sophy; its 12 DAgger rounds took 33 min in run V3)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
@@ -22,10 +22,12 @@ RACES ?= 4
 # the recipe (README, "The vision agent"): a GT Sophy teacher of TEACHER_STEPS environment steps (275 epochs: with
 # --seed 0 --threads 1 these are R1's first 275, whose epoch 250 won 98 of 100 held-out races), its checkpoints from
 # TEACHER_FROM_EPOCH raced 8 times each (seed 1000) and the best mean margin kept, then DISTILL_ROUNDS rounds of DAgger
+# on DISTILL_DIVERGENCE (reverse: KL(student || teacher), README "The vision agent", run V7)
 TEACHER ?=
 TEACHER_STEPS ?= 44000
 TEACHER_FROM_EPOCH ?= 150
 DISTILL_ROUNDS ?= 12
+DISTILL_DIVERGENCE ?= reverse
 RACING_ENV := --env-arg start_speed_mps=20 --env-arg stuck_s=3 --env-arg max_time_s=240
 # a new run directory per call: nothing made before is overwritten
 RUN := runs/agent_$(SCENARIO)_$(shell date +%Y%m%d-%H%M%S)
@@ -62,7 +64,8 @@ ifeq ($(TEACHER),)
 	  --from-epoch $(TEACHER_FROM_EPOCH) --threads 1 --out $(RUN)/gt_sophy/races_seed1000 --export $(RUN)/teacher
 endif
 	$(BIN)/gtvision train --scenario $(SCENARIO) --preset cpu --teacher $(or $(TEACHER),$(RUN)/teacher) \
-	  --set train.reset_epoch=null --set train.distill_rounds=$(DISTILL_ROUNDS) $(RACING_ENV) --minutes 0 \
+	  --set train.reset_epoch=null --set train.distill_rounds=$(DISTILL_ROUNDS) \
+	  --set train.distill_divergence=$(DISTILL_DIVERGENCE) $(RACING_ENV) --minutes 0 \
 	  --checkpoint-every 25 --seed 0 --threads 1 --out $(RUN)/vision
 	$(BIN)/gtvision evaluate --checkpoint $(RUN)/vision --scenario $(SCENARIO) --episodes $(RACES) --laps $(LAPS) \
 	  --out $(RUN)/eval

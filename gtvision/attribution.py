@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from .agent.rollout import Rollout
 from .sim.core import CONTROL_HZ
 
+MOMENTS = ("near", "overtake")
+"""When :func:`explain_race`'s snapshots start: an opponent near, or the agent passing one (paper Fig. 5)."""
+
 ACTIONS = {"steer": 0, "throttle": 1}
 """Action components by name (paper III-B: delta steering, combined throttle/brake)."""
 
@@ -113,25 +116,31 @@ def frame_attributions(actor, obs: dict, hidden: torch.Tensor, action: int | str
 def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s: float = 0.5, history: int = 8,
                  seed: int = 0, start_s: float | None = None, agent=None, action: int | str = "steer",
                  max_time_s: float = 60.0, near_m: float = 20.0, min_start_s: float = 3.0,
-                 device: str = "cpu") -> dict:
+                 moment: str = "near", device: str = "cpu") -> dict:
     """Paper Fig. 5 from a race: ``driver`` (a checkpoint, or ``"biai"``) drives one evaluation race from the
     back of the grid; at ``snapshots`` moments ``interval_s`` apart the actor's last ``history`` frames are
     explained (:func:`integrated_gradients`, :func:`top_mask`, :func:`frame_attributions`).
 
     The actor explained is the driver's, or ``agent`` (a ``QRSACAgent``) when given: it then rides along,
     its hidden state stepped on the same observations, while the driver drives (so the BIAI's race can
-    show the method with an untrained actor). The snapshots start at ``start_s``, or else at the first
-    moment after ``min_start_s`` (past the start, where the whole grid is near) and after ``history``
-    steps when an opponent is within ``near_m`` of the agent (the opponent drawn is the nearest one then). Returns the keyword arguments of :func:`gtvision.figures.figure_5` (``track``,
+    show the method with an untrained actor). The snapshots start at ``start_s``, or else, past ``min_start_s``
+    (the start, where the whole grid is near) and ``history`` steps, at the first moment ``moment`` names:
+    ``"near"``, an opponent within ``near_m`` of the agent (the opponent drawn is the nearest one then);
+    ``"overtake"``, the agent passing an opponent within ``near_m`` (paper Fig. 5: the snapshots straddle the
+    pass, the opponent ahead along the course until it and behind from it on; that opponent is drawn).
+    Returns the keyword arguments of :func:`gtvision.figures.figure_5` (``track``,
     ``agent_xy``, ``opponent_xy``, ``frames``, ``attributions``, ``masks``, ``frame_shares``) and
     ``times_s``, ``opponent`` (its car index), ``delta`` (Integrated Gradients' completeness gaps) and
     ``output_difference`` (the action's change from the blurred baseline to the frame, which the
-    attributions add up to).
+    attributions add up to) and ``opponent_gap_m`` (the opponent's course position minus the agent's at the
+    snapshots: positive while it is ahead).
     """
     import numpy as np
 
     from .evaluation import race_envs
 
+    if moment not in MOMENTS:
+        raise ValueError(f"unknown moment {moment!r}; valid moments: {', '.join(map(repr, MOMENTS))}")
     if snapshots < 1 or history < 1 or interval_s <= 0:
         raise ValueError(f"snapshots and history must be >= 1 and interval_s > 0, got {snapshots}, {history}, "
                          f"{interval_s}")
@@ -148,7 +157,7 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
     batch = envs.unwrapped.batch
     hidden = explained.initial_hidden(1)  # the explained actor's state, when it rides along
     seen: dict[str, list] = {k: [] for k in keys}
-    hiddens, xy = [], []
+    hiddens, xy, progress = [], [], []
     stride = max(1, round(interval_s * CONTROL_HZ))
     for _ in range(int(math.ceil(batch.time_limit_s * CONTROL_HZ))):
         for k in keys:
@@ -159,12 +168,14 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
             hiddens.append(hidden)
             _, hidden = explained.act(rollout.obs, hidden, eval_mode=True)
         xy.append(np.stack([batch.state.x[0].cpu().numpy(), batch.state.y[0].cpu().numpy()], -1))
+        progress.append(batch.state.progress_m[0].cpu().numpy())
         step = rollout.step(batch.biai_actions().cpu().numpy() if policy is None else None)
         if step.done[0]:
             break
     track = batch.params.track
     envs.close()
     xy = np.stack(xy)                                     # (T, cars, 2)
+    ahead_m = np.stack(progress)[:, 1:] - np.stack(progress)[:, :1]  # (T, opponents) course gap, + ahead
     steps = len(xy)
     last_start = steps - 1 - (snapshots - 1) * stride
     if last_start < history - 1:
@@ -177,11 +188,15 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
             raise ValueError(f"start_s={start_s} is outside {(history - 1) / CONTROL_HZ:.1f}.."
                              f"{last_start / CONTROL_HZ:.1f} s "
                              "for this race")
-    else:
-        first = min(max(history - 1, int(round(min_start_s * CONTROL_HZ))), last_start)
+    first = min(max(history - 1, int(round(min_start_s * CONTROL_HZ))), last_start)
+    opponent = None
+    if start_s is None and moment == "overtake":
+        t0, opponent = _overtake(ahead_m, gaps, first, last_start, (snapshots - 1) * stride, near_m)
+    elif start_s is None:
         near = np.flatnonzero(gaps[first:last_start + 1].min(1) < near_m) if gaps.shape[1] else []
         t0 = first + int(near[0]) if len(near) else first
-    opponent = 1 + int(gaps[t0].argmin()) if gaps.shape[1] else 0
+    if opponent is None:
+        opponent = 1 + int(gaps[t0].argmin()) if gaps.shape[1] else 0
     times = t0 + stride * np.arange(snapshots)
     out = {k: [] for k in ("attributions", "masks", "frame_shares", "delta", "output_difference")}
     for t in times:
@@ -197,4 +212,24 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
             "frames": np.stack([seen["image"][t] for t in times]),
             "attributions": np.stack(out["attributions"]), "masks": np.stack(out["masks"]),
             "frame_shares": np.stack(out["frame_shares"]), "times_s": times / CONTROL_HZ, "opponent": opponent,
-            "delta": np.array(out["delta"]), "output_difference": np.array(out["output_difference"])}
+            "delta": np.array(out["delta"]), "output_difference": np.array(out["output_difference"]),
+            "opponent_gap_m": ahead_m[times, opponent - 1] if opponent else np.zeros(len(times))}
+
+
+def _overtake(ahead_m, gaps, first: int, last_start: int, span: int, near_m: float) -> tuple[int, int]:
+    """The first snapshot window ``[t0, t0 + span]`` (``first <= t0 <= last_start``) that straddles a pass: an
+    opponent within ``near_m`` that is ahead of the agent along the course from ``t0`` to the pass and behind it
+    from the pass to the window's end, with the pass in the window's middle. Returns ``t0`` and the opponent's
+    car index."""
+    import numpy as np
+
+    ahead = ahead_m > 0
+    half = span // 2
+    # passes: opponent j ahead at t - 1, behind at t, and near then
+    for t, j in zip(*np.nonzero(ahead[:-1] & ~ahead[1:] & (gaps[1:] < near_m))):
+        t = int(t) + 1
+        t0 = t - max(half, 1)
+        if first <= t0 <= last_start and ahead[t0:t, j].all() and not ahead[t:t0 + span + 1, j].any():
+            return t0, int(j) + 1
+    raise ValueError(f"no pass of an opponent within {near_m} m that straddles {span + 1} steps in this race "
+                     f"(after {first} steps); race longer (max_time_s) or use moment='near'")

@@ -58,11 +58,33 @@ def _save(fig, out: str | os.PathLike, name: str) -> tuple[Path, Path]:
     return paths
 
 
+def _finished_races(table: pd.DataFrame, by: tuple[str, ...] = ("driver",)) -> pd.DataFrame:
+    """The races the agent finished, their ``driver`` relabelled with how many of its races (per ``by`` group)
+    it did not finish ("biai (2 of 500 not finished)"); every race when the table has no ``finished`` column.
+
+    A race not finished (the stuck rule or the time cap ended it) is scored laps behind the leader, tens of
+    times further left than any finished race: drawn, it would squeeze the finished races into a sliver."""
+    finished = table["finished"].astype(bool) if "finished" in table else pd.Series(True, index=table.index)
+    keys = [table[k] for k in by]
+    missing = (~finished).groupby(keys).transform("sum")
+    races = finished.groupby(keys).transform("size")
+    label = table["driver"].astype(str).where(missing == 0, table["driver"].astype(str) + " ("
+                                              + missing.astype(str) + " of " + races.astype(str) + " not finished)")
+    return table.assign(driver=label)[finished]
+
+
 def figure_1(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_1", bins: int = 30):
-    """Histogram of the winning margin per driver (one scenario's races); a line at 0 separates wins."""
+    """Histogram of the winning margin per driver (one scenario's races); a line at 0 separates wins.
+
+    Races the agent did not finish are left out of the bars and counted in the driver's legend entry
+    (:func:`_finished_races`), so that the finished races keep a readable scale.
+    """
     table = _check(table, "figure_1")
+    drawn = _finished_races(table)
+    if drawn.empty:
+        raise ValueError("figure_1: no race was finished: no margin to draw")
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    sns.histplot(table, x="margin_m", hue="driver", bins=bins, element="step", stat="count", common_bins=True, ax=ax)
+    sns.histplot(drawn, x="margin_m", hue="driver", bins=bins, element="step", stat="count", common_bins=True, ax=ax)
     ax.axvline(0.0, color="k", lw=1, ls="--")
     ax.set(xlabel="winning margin (m)", ylabel="races",
            title=f"winning margin, {table['scenario'].iloc[0] if 'scenario' in table else ''}".strip(", "))
@@ -72,19 +94,22 @@ def figure_1(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_1"
 
 
 def figure_4(table: pd.DataFrame, out: str | os.PathLike, name: str = "figure_4"):
-    """Per scenario: each driver's races as points, and the KDE contour holding 50% of them."""
+    """Per scenario: each driver's races as points, and the KDE contour holding 50% of them. Races the agent did
+    not finish are left out and counted in the legend (:func:`_finished_races`)."""
     table = _check(table, "figure_4")
     scenarios = _scenarios(table)
     fig, axes = plt.subplots(1, len(scenarios), figsize=(4.6 * len(scenarios), 3.8), squeeze=False)
     palette = dict(zip(dict.fromkeys(table["driver"]), sns.color_palette(n_colors=table["driver"].nunique())))
+    drawn = _finished_races(table, by=("scenario", "driver"))
+    colour = dict(zip(drawn["driver"], drawn.index.map(table["driver"]).map(palette)))
     for ax, sc in zip(axes[0], scenarios):
-        part = table[table["scenario"] == sc]
+        part = drawn[drawn["scenario"] == sc]
         for driver, rows in part.groupby("driver", sort=False):
-            ax.scatter(rows["margin_m"], rows["car_collision_time_s"], s=8, alpha=0.4, color=palette[driver])
+            ax.scatter(rows["margin_m"], rows["car_collision_time_s"], s=8, alpha=0.4, color=colour[driver])
             if len(rows) >= 3 and rows["margin_m"].std() > 0 and rows["car_collision_time_s"].std() > 0:
                 _half_mass_contour(ax, rows["margin_m"].to_numpy(), rows["car_collision_time_s"].to_numpy(),
-                                   palette[driver])
-            ax.plot([], [], color=palette[driver], label=driver)
+                                   colour[driver])
+            ax.plot([], [], color=colour[driver], label=driver)
         ax.axvline(0.0, color="k", lw=0.8, ls="--")
         ax.set(xlabel="winning margin (m)", ylabel="car collision time (s)", title=sc)
         ax.set_ylim(bottom=0.0)

@@ -105,9 +105,34 @@ def test_explain_race_takes_the_committed_vision_agent_as_it_is():
     from gtvision.attribution import explain_race
 
     agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_vision"
-    ex = explain_race(str(agent), "tokyo", snapshots=2, interval_s=0.5, history=4, max_time_s=10.0)
+    ex = explain_race(str(agent), "tokyo", snapshots=2, interval_s=0.5, history=4, max_time_s=10.0,
+                      moment="overtake")
     assert ex["frames"].shape == (2, 64, 64, 3) and 1 <= ex["opponent"] <= 19
+    # Figure 5 during an overtake: the opponent drawn is ahead at the first snapshot and behind at the last
+    assert ex["opponent_gap_m"][0] > 0 > ex["opponent_gap_m"][-1]
     assert ex["frame_shares"].shape == (2, 4)
     # its steering depends on what it sees, and 20 interpolation steps add up to it within 10% on a trained actor
     assert np.all(np.abs(ex["output_difference"]) > 0.01)
     assert np.all(np.abs(ex["delta"]) < 0.1 * np.abs(ex["output_difference"]))
+
+
+def test_overtake_moment_straddles_the_first_clean_pass():
+    """``moment="overtake"`` starts the snapshots so that they straddle a pass of a near opponent: ahead until
+    the pass, behind after it; a car that drops back and comes again, or a far one, does not count."""
+    from gtvision.attribution import _overtake, explain_race
+
+    T = 40
+    ahead = np.full((T, 3), 5.0)        # three opponents 5 m ahead along the course
+    gaps = np.full((T, 3), 6.0)         # and 6 m away
+    ahead[12:, 0] = -1.0                # opponent 1 passed at step 12 ...
+    ahead[14:16, 0] = 1.0               # ... but it comes back ahead at 14-15: not a clean pass in a 6-step window
+    ahead[20:, 1] = -1.0                # opponent 2 passed at step 20, far away (30 m): not near
+    gaps[:, 1] = 30.0
+    ahead[25:, 2] = -2.0                # opponent 3 passed at step 25, cleanly
+    t0, opponent = _overtake(ahead, gaps, first=3, last_start=T - 7, span=6, near_m=20.0)
+    assert (t0, opponent) == (22, 3)
+    assert (ahead[t0:25, 2] > 0).all() and (ahead[25:t0 + 7, 2] < 0).all()
+    with pytest.raises(ValueError, match="no pass"):
+        _overtake(ahead[:, :2], gaps[:, :2], first=3, last_start=T - 7, span=6, near_m=20.0)
+    with pytest.raises(ValueError, match="unknown moment 'pass'.*'near', 'overtake'"):
+        explain_race("biai", "tokyo", moment="pass")

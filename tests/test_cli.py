@@ -342,4 +342,5 @@ def test_make_race_runs_the_recipe_the_readme_states():
     assert [c.split()[1] for c in made] == ["train", "select", "train", "evaluate", "video"]
     assert "--variant gt_sophy" in made[0] and "--export runs/agent/teacher" in made[1]
     assert "--teacher runs/agent/teacher" in made[2] and "--minutes 0" in made[2]
+    assert "--set train.distill_divergence=reverse" in made[2]
     assert made == commands(quick_start)

@@ -76,7 +76,8 @@ def test_after_the_first_round_the_student_trains_only_on_states_it_visited_itse
     envs.close()
 
 
-def test_the_loss_pulls_the_student_to_the_teachers_policy():
+@pytest.mark.parametrize("divergence", ["forward", "reverse"])
+def test_the_loss_pulls_the_student_to_the_teachers_policy(divergence):
     envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
     student, teacher, preset = _agents(envs)
     buf = distill_mod._buffer(student, envs, preset.replay, 40, 0)
@@ -88,17 +89,51 @@ def test_the_loss_pulls_the_student_to_the_teachers_policy():
                 labels=driver.labels)
     batch = buf.sample()
     opt = torch.optim.Adam(student.actor.parameters(), lr=3e-3)
-    before = float(distill_loss(student, batch).detach())
+    before = float(distill_loss(student, batch, divergence).detach())
     for _ in range(60):
-        loss = distill_loss(student, batch)
+        loss = distill_loss(student, batch, divergence)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(distill_loss(student, batch).detach()) < 0.25 * before
+    assert float(distill_loss(student, batch, divergence).detach()) < 0.25 * before
     # the KL of identical Gaussians is zero, and it grows with the gap between the means
     m, s = torch.zeros(3, 2), torch.full((3, 2), -1.0)
     assert torch.allclose(distill_mod.gaussian_kl(m, s, m, s), torch.zeros(3))
     assert (distill_mod.gaussian_kl(m, s, m + 0.5, s) < distill_mod.gaussian_kl(m, s, m + 1.0, s)).all()
+    envs.close()
+
+
+def test_the_reverse_divergence_weighs_the_students_mean_by_the_teachers_precision(monkeypatch):
+    """KL(student || teacher): a student ten times wider than its teacher and 0.1 off its mean is pulled to the
+    mean 100 times harder than under KL(teacher || student), and distill_loss passes the student first."""
+    t_mean, t_log_std = torch.zeros(1, 2), torch.full((1, 2), float(np.log(0.1)))
+    mean, log_std = torch.full((1, 2), 0.1, requires_grad=True), torch.zeros(1, 2)
+    grads = {}
+    for name, args in (("forward", (t_mean, t_log_std, mean, log_std)), ("reverse", (mean, log_std, t_mean, t_log_std))):
+        grads[name], = torch.autograd.grad(distill_mod.gaussian_kl(*args).sum(), mean)
+    torch.testing.assert_close(grads["forward"], torch.full((1, 2), 0.1))
+    torch.testing.assert_close(grads["reverse"], torch.full((1, 2), 10.0))
+    # the wiring: "reverse" hands gaussian_kl the student's Gaussian (with gradients) first, the labels second
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, preset = _agents(envs)
+    buf = distill_mod._buffer(student, envs, preset.replay, 20, 0)
+    driver = TeacherStudent(teacher, student, "teacher")
+    rollout = Rollout(envs, driver, seed=0)
+    for _ in range(20):
+        s = rollout.step()
+        buf.add(s.obs, s.hidden[:, :student.hidden_size], s.action, s.reward, s.terminated, s.truncated, s.next_obs,
+                labels=driver.labels)
+    calls = []
+    kl = distill_mod.gaussian_kl
+    monkeypatch.setattr(distill_mod, "gaussian_kl", lambda *a: calls.append([x.requires_grad for x in a]) or kl(*a))
+    batch = buf.sample()
+    distill_loss(student, batch, "forward")
+    distill_loss(student, batch, "reverse")
+    assert calls == [[False, False, True, True], [True, True, False, False]]
+    with pytest.raises(ValueError, match="unknown divergence 'js'"):
+        distill_loss(student, batch, "js")
+    with pytest.raises(ValueError, match="unknown distill_divergence 'js'; valid: 'forward', 'reverse'"):
+        dataclasses.replace(preset.train, distill_divergence="js")
     envs.close()
 
 

@@ -34,6 +34,27 @@ def test_figure_functions_write_png_and_pdf(results, tmp_path, name):
         getattr(figures, name)(table.drop(columns=[needed]), tmp_path)
 
 
+def test_figures_1_and_4_count_unfinished_races_in_the_legend_and_keep_the_finished_ones_scale(results, tmp_path):
+    """A race not finished is scored laps behind (here -15 km); Figures 1 and 4 leave it out, so that the
+    finished races' margins (-300 to +80 m) keep the axis, and name how many each driver did not finish."""
+    table = results.assign(finished=True).reset_index(drop=True)
+    tokyo = table.index[table["scenario"] == "tokyo"]
+    table.loc[tokyo[:2], ["margin_m", "finished"]] = [-15000.0, False]
+    driver = table.loc[tokyo[0], "driver"]
+    fig = figures.figure_1(table.loc[tokyo], tmp_path)
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] > -1000.0
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"{driver} (2 of 40 not finished)" in legend and "runs/biai" in legend
+    fig = figures.figure_4(table, tmp_path)
+    tokyo_ax, spa_ax = fig.axes[:2]
+    assert tokyo_ax.get_xlim()[0] > -1000.0
+    assert f"{driver} (2 of 40 not finished)" in [t.get_text() for t in tokyo_ax.get_legend().get_texts()]
+    assert driver in [t.get_text() for t in spa_ax.get_legend().get_texts()]  # Spa: all finished
+    with pytest.raises(ValueError, match="no race was finished"):
+        figures.figure_1(table.assign(finished=False), tmp_path)
+
+
 def test_figure_6_puts_each_ablation_in_its_paper_panel_and_refuses_what_it_cannot_draw(results, tmp_path):
     fig = figures.figure_6(results, tmp_path, metric="margin_m", name="margins")
     labels = [[t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes]

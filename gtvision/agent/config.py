@@ -260,6 +260,11 @@ class TrainConfig:
     """Environment steps (all sub-environments together) collected in each DAgger round."""
     distill_updates: int = 1000
     """Student updates after each DAgger round (batches of ``replay.batch_sequences`` sequences)."""
+    distill_divergence: str = "forward"
+    """What the student minimises (``gtvision.agent.distill.DIVERGENCES``): ``"forward"``, KL(teacher || student),
+    which lets a student that cannot place its mean widen its Gaussian and so weighs its mean's error by its own
+    precision; ``"reverse"``, KL(student || teacher), which weighs the mean's error by the teacher's precision
+    and keeps the student's spread within the teacher's."""
 
     def __post_init__(self):
         check_fields(self, {"epochs": ">=1", "env_steps_per_epoch": ">=1", "updates_per_epoch": ">=0",
@@ -268,6 +273,10 @@ class TrainConfig:
                             "contact_boost": ">=1", "contact_boost_epochs": ">=0",
                             "demo_share": "[0,1]", "distill_rounds": ">=0", "distill_steps": ">=1",
                             "distill_updates": ">=0"})
+        from .distill import DIVERGENCES
+        if self.distill_divergence not in DIVERGENCES:
+            raise ValueError(f"unknown distill_divergence {self.distill_divergence!r}; valid: "
+                             f"{', '.join(map(repr, DIVERGENCES))}")
 
     def penalty_scale(self, epoch: int) -> float:
         """The scale of the penalty weights at ``epoch`` (1 without a ramp)."""

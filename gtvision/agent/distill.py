@@ -14,7 +14,7 @@ round      what happens
 =========  ==================================================================================================
 
 A label is the teacher's pre-tanh Gaussian at that state (mean, log std); the loss is KL(teacher || student)
-summed over the action's dimensions, averaged over the trained rows of sequences whose recurrent state burns
+(or KL(student || teacher), ``TrainConfig.distill_divergence="reverse"``) summed over the action's dimensions, averaged over the trained rows of sequences whose recurrent state burns
 in from the stored one, as in the QR-SAC update (``QRSACAgent.update``), images shifted alike. The teacher
 reads the privileged features (proprio, course points, opponents), the student its own keys (image,
 proprio): both act on the same observations. Afterwards :func:`adopt_critics` gives the student the
@@ -40,6 +40,8 @@ ROUND_END_KEYS = ("progress_m", "place", "wall_time_s", "car_contact_time_s", "o
 """``info`` keys reported at the end of every round (its episodes rarely end within it)."""
 DRIVERS = ("teacher", "student")
 """Who drives a round's episodes (:class:`TeacherStudent`)."""
+DIVERGENCES = ("forward", "reverse")
+"""What the student minimises (``TrainConfig.distill_divergence``): KL(teacher || student) or KL(student || teacher)."""
 
 
 def _policy(agent: QRSACAgent, obs, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -85,9 +87,10 @@ def gaussian_kl(t_mean: torch.Tensor, t_log_std: torch.Tensor, mean: torch.Tenso
             - 0.5).sum(-1)
 
 
-def distill_loss(student: QRSACAgent, batch: dict) -> torch.Tensor:
-    """The mean KL(teacher || student) over the trained rows of a batch of :meth:`SequenceReplay.sample` with
-    labels; images shifted as in the RL update (``AgentConfig.augment``)."""
+def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward") -> torch.Tensor:
+    """The mean KL(teacher || student) (``divergence="forward"``) or KL(student || teacher) (``"reverse"``) over
+    the trained rows of a batch of :meth:`SequenceReplay.sample` with labels; images shifted as in the RL update
+    (``AgentConfig.augment``)."""
     cfg, bi = student.config, student.burn_in
     obs, mask = dict(batch["obs"]), batch["mask"]
     L = mask.shape[1]
@@ -98,7 +101,12 @@ def distill_loss(student: QRSACAgent, batch: dict) -> torch.Tensor:
     features, _ = student.actor.torso.unroll(obs, h0, batch["first"], burn_in=bi)
     mean, log_std = student.actor.distribution(features[:, :L])
     t_mean, t_log_std = batch["labels"][:, bi:bi + L].chunk(2, dim=-1)
-    kl = gaussian_kl(t_mean, t_log_std, mean, log_std)
+    if divergence == "forward":
+        kl = gaussian_kl(t_mean, t_log_std, mean, log_std)
+    elif divergence == "reverse":
+        kl = gaussian_kl(mean, log_std, t_mean, t_log_std)
+    else:
+        raise ValueError(f"unknown divergence {divergence!r}; valid: {', '.join(map(repr, DIVERGENCES))}")
     return (kl * mask).sum() / mask.sum().clamp(min=1)
 
 
@@ -155,7 +163,7 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
             bar.update(1)
         losses = []
         for _ in range(train.distill_updates):
-            loss = distill_loss(student, buffer.sample())
+            loss = distill_loss(student, buffer.sample(), train.distill_divergence)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -195,4 +203,4 @@ def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: Agen
     return True
 
 
-__all__ = ["CRITIC_FIELDS", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss", "gaussian_kl"]
+__all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss", "gaussian_kl"]
