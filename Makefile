@@ -4,7 +4,8 @@
 #                (DISTILL_ROUNDS DAgger rounds), then race the vision agent from the back of a 20-car grid against the
 #                built-in AI -> runs/agent_<scenario>_<time>/ (about 67 min: 70 min on 2026-12-01 beside another run,
 #                less the 3 min that DAgger on the reverse KL, run V7, saved); TEACHER=DIR skips the first two steps
-#                (e.g. TEACHER=papermill_runs/agents/tokyo_gt_sophy; its 12 DAgger rounds took 33 min in run V3)
+#                (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward: the committed vision
+#                agent again, bit for bit, in 30-33 min of DAgger; runs V3 and V8)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
