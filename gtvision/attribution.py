@@ -175,7 +175,8 @@ def explain_race(driver, scenario: str = "tokyo", snapshots: int = 4, interval_s
     track = batch.params.track
     envs.close()
     xy = np.stack(xy)                                     # (T, cars, 2)
-    ahead_m = np.stack(progress)[:, 1:] - np.stack(progress)[:, :1]  # (T, opponents) course gap, + ahead
+    progress = np.stack(progress)                         # (T, cars) course position
+    ahead_m = progress[:, 1:] - progress[:, :1]           # (T, opponents) course gap, + ahead
     steps = len(xy)
     last_start = steps - 1 - (snapshots - 1) * stride
     if last_start < history - 1:

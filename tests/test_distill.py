@@ -31,6 +31,18 @@ def _agents(envs, seed=0):
     return student, teacher, student_preset
 
 
+def _teacher_buffer(student, teacher, envs, preset, steps):
+    """A distillation buffer of ``steps`` steps per environment that the teacher drove, labelled as in round 0."""
+    buf = distill_mod._buffer(student, envs, preset.replay, steps, 0)
+    driver = TeacherStudent(teacher, student, "teacher")
+    rollout = Rollout(envs, driver, seed=0)
+    for _ in range(steps):
+        s = rollout.step()
+        buf.add(s.obs, s.hidden[:, :student.hidden_size], s.action, s.reward, s.terminated, s.truncated, s.next_obs,
+                labels=driver.labels)
+    return buf
+
+
 def test_after_the_first_round_the_student_trains_only_on_states_it_visited_itself(monkeypatch):
     envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
     student, teacher, preset = _agents(envs)
@@ -80,14 +92,7 @@ def test_after_the_first_round_the_student_trains_only_on_states_it_visited_itse
 def test_the_loss_pulls_the_student_to_the_teachers_policy(divergence):
     envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
     student, teacher, preset = _agents(envs)
-    buf = distill_mod._buffer(student, envs, preset.replay, 40, 0)
-    driver = TeacherStudent(teacher, student, "teacher")
-    rollout = Rollout(envs, driver, seed=0)
-    for _ in range(40):
-        s = rollout.step()
-        buf.add(s.obs, s.hidden[:, :student.hidden_size], s.action, s.reward, s.terminated, s.truncated, s.next_obs,
-                labels=driver.labels)
-    batch = buf.sample()
+    batch = _teacher_buffer(student, teacher, envs, preset, 40).sample()
     opt = torch.optim.Adam(student.actor.parameters(), lr=3e-3)
     before = float(distill_loss(student, batch, divergence).detach())
     for _ in range(60):
@@ -109,20 +114,15 @@ def test_the_reverse_divergence_weighs_the_students_mean_by_the_teachers_precisi
     t_mean, t_log_std = torch.zeros(1, 2), torch.full((1, 2), float(np.log(0.1)))
     mean, log_std = torch.full((1, 2), 0.1, requires_grad=True), torch.zeros(1, 2)
     grads = {}
-    for name, args in (("forward", (t_mean, t_log_std, mean, log_std)), ("reverse", (mean, log_std, t_mean, t_log_std))):
+    for name, args in (("forward", (t_mean, t_log_std, mean, log_std)),
+                       ("reverse", (mean, log_std, t_mean, t_log_std))):
         grads[name], = torch.autograd.grad(distill_mod.gaussian_kl(*args).sum(), mean)
     torch.testing.assert_close(grads["forward"], torch.full((1, 2), 0.1))
     torch.testing.assert_close(grads["reverse"], torch.full((1, 2), 10.0))
     # the wiring: "reverse" hands gaussian_kl the student's Gaussian (with gradients) first, the labels second
     envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
     student, teacher, preset = _agents(envs)
-    buf = distill_mod._buffer(student, envs, preset.replay, 20, 0)
-    driver = TeacherStudent(teacher, student, "teacher")
-    rollout = Rollout(envs, driver, seed=0)
-    for _ in range(20):
-        s = rollout.step()
-        buf.add(s.obs, s.hidden[:, :student.hidden_size], s.action, s.reward, s.terminated, s.truncated, s.next_obs,
-                labels=driver.labels)
+    buf = _teacher_buffer(student, teacher, envs, preset, 20)
     calls = []
     kl = distill_mod.gaussian_kl
     monkeypatch.setattr(distill_mod, "gaussian_kl", lambda *a: calls.append([x.requires_grad for x in a]) or kl(*a))

@@ -14,8 +14,8 @@ round      what happens
 =========  ==================================================================================================
 
 A label is the teacher's pre-tanh Gaussian at that state (mean, log std); the loss is KL(teacher || student)
-(or KL(student || teacher), ``TrainConfig.distill_divergence="reverse"``) summed over the action's dimensions, averaged over the trained rows of sequences whose recurrent state burns
-in from the stored one, as in the QR-SAC update (``QRSACAgent.update``), images shifted alike. The teacher
+(or KL(student || teacher), ``TrainConfig.distill_divergence="reverse"``) summed over the action's dimensions,
+averaged over the trained rows of sequences whose recurrent state burns in from the stored one, as in the QR-SAC update (``QRSACAgent.update``), images shifted alike. The teacher
 reads the privileged features (proprio, course points, opponents), the student its own keys (image,
 proprio): both act on the same observations. Afterwards :func:`adopt_critics` gives the student the
 teacher's critics and entropy coefficient (when the critics read the same inputs), so that RL starts with a
@@ -203,4 +203,5 @@ def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: Agen
     return True
 
 
-__all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss", "gaussian_kl"]
+__all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss",
+           "gaussian_kl"]
