@@ -88,6 +88,54 @@ def test_after_the_first_round_the_student_trains_only_on_states_it_visited_itse
     envs.close()
 
 
+def test_a_sampling_student_drives_its_gaussian_and_the_teacher_still_its_mean():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, _ = _agents(envs)
+    obs, _ = envs.reset(seed=0)
+    hidden = TeacherStudent(teacher, student, "student").initial_hidden(2)
+
+    def actions(driver, seed=None, draws=200):
+        ts = TeacherStudent(teacher, student, driver, None if seed is None else torch.Generator().manual_seed(seed))
+        return np.stack([ts.act(obs, hidden)[0] for _ in range(draws)])
+
+    mean = actions("student", draws=2)
+    assert (mean == mean[0]).all()
+    drawn = actions("student", seed=3)
+    assert (drawn.std(0) > 0.05).all() and np.array_equal(drawn, actions("student", seed=3))
+    # the spread of the draws (before tanh) is the student's own
+    with torch.no_grad():
+        features, _ = student.step_features(obs, hidden[:, :student.hidden_size])
+        s_mean, s_log_std = student.actor.distribution(features)
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    pre_tanh = np.arctanh(np.clip(2 * (drawn - low) / (high - low) - 1, -0.999999, 0.999999))
+    np.testing.assert_allclose(pre_tanh.std(0), torch.exp(s_log_std).numpy(), rtol=0.2)
+    taught = actions("teacher", seed=3, draws=2)
+    assert (taught == taught[0]).all()
+    envs.close()
+
+
+@pytest.mark.parametrize("run_on", [False, True])
+def test_continued_rounds_run_the_episodes_on_instead_of_restarting_them(monkeypatch, run_on):
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **{**ENV, "max_time_s": 60.0})
+    student, teacher, preset = _agents(envs)
+    resets, buffers = [], []
+    reset = Rollout.reset
+    monkeypatch.setattr(Rollout, "reset", lambda self, seed=None: resets.append(seed) or reset(self, seed))
+    monkeypatch.setattr(distill_mod, "_buffer", lambda *a, _make=distill_mod._buffer: buffers.append(_make(*a)) or buffers[-1])
+    train_cfg = dataclasses.replace(preset.train, distill_rounds=3, distill_steps=40, distill_updates=1,
+                                    distill_continue=run_on)
+    records = distill(student, teacher, envs, train_cfg, preset.replay, seed=1)
+    progress = [r["distill/progress_m"] for r in records]  # where the cars are at each round's end
+    own = buffers[1]
+    starts = int(own.storage["first"][np.concatenate([i * own.stream_capacity + np.arange(n)
+                                                      for i, n in enumerate(own.size)])].sum())
+    if run_on:  # one reset; 6 s of each race; the student's two rounds one stretch of each episode
+        assert resets == [1] and progress[2] > 2.5 * progress[0] and starts == 2
+    else:  # every round from the start: 2 s of each race, the student's rounds two stretches
+        assert resets == [1, 2, 3] and progress[2] < 1.5 * progress[0] and starts == 4
+    envs.close()
+
+
 @pytest.mark.parametrize("divergence", ["forward", "reverse"])
 def test_the_loss_pulls_the_student_to_the_teachers_policy(divergence):
     envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)

@@ -265,6 +265,15 @@ class TrainConfig:
     which lets a student that cannot place its mean widen its Gaussian and so weighs its mean's error by its own
     precision; ``"reverse"``, KL(student || teacher), which weighs the mean's error by the teacher's precision
     and keeps the student's spread within the teacher's."""
+    distill_continue: bool = False
+    """False: every DAgger round starts new episodes (a round of ``distill_steps`` over ``num_envs`` sub-environments
+    sees only their first ``distill_steps / num_envs`` steps: 100 s of each race in the ``cpu`` preset). True: the
+    episodes run on from round to round (the student takes the wheel where the last round left it), so the rounds
+    together cover whole episodes (to the environment's ``max_time_s``) and not only their starts."""
+    distill_sample: bool = False
+    """False: the student drives DAgger's rounds with its mean action (as it races). True: with an action drawn from
+    its Gaussian, so that it visits the states around its own line and learns the teacher's way back from them
+    (noise injection, DART: Laskey et al. 2017)."""
 
     def __post_init__(self):
         check_fields(self, {"epochs": ">=1", "env_steps_per_epoch": ">=1", "updates_per_epoch": ">=0",

@@ -13,6 +13,12 @@ round      what happens
            dropped: after the first round the student trains only on its own states)
 =========  ==================================================================================================
 
+Each round starts new episodes, unless ``TrainConfig.distill_continue``: then the episodes run on from round to
+round, the next round's driver taking the wheel where the last one left it, so the student visits whole races and
+not only the first ``distill_steps / num_envs`` steps of each. With ``TrainConfig.distill_sample`` the student
+drives its sampled action, not its mean: it strays from its own line as far as its Gaussian allows and the teacher
+shows it the way back (noise injection, as DART: Laskey et al. 2017).
+
 A label is the teacher's pre-tanh Gaussian at that state (mean, log std); the loss is KL(teacher || student)
 (or KL(student || teacher), ``TrainConfig.distill_divergence="reverse"``) summed over the action's dimensions,
 averaged over the trained rows of sequences whose recurrent state burns in from the stored one, as in the QR-SAC update (``QRSACAgent.update``), images shifted alike. The teacher
@@ -53,16 +59,18 @@ def _policy(agent: QRSACAgent, obs, hidden: torch.Tensor) -> tuple[torch.Tensor,
 
 class TeacherStudent:
     """A :class:`Rollout` driver: the teacher's and the student's policies on the same observations, ``driver``
-    acting (its mean action). :attr:`labels` holds the teacher's (mean, log std) (n, 2A) of the last step. The
-    recurrent state is the student's followed by the teacher's."""
+    acting (its mean action; with ``generator``, a student driver draws its action from its Gaussian instead).
+    :attr:`labels` holds the teacher's (mean, log std) (n, 2A) of the last step. The recurrent state is the
+    student's followed by the teacher's."""
 
-    def __init__(self, teacher: QRSACAgent, student: QRSACAgent, driver: str):
+    def __init__(self, teacher: QRSACAgent, student: QRSACAgent, driver: str,
+                 generator: torch.Generator | None = None):
         if driver not in DRIVERS:
             raise ValueError(f"unknown driver {driver!r}; valid: {', '.join(DRIVERS)}")
         if teacher.action_dim != student.action_dim:
             raise ValueError(f"the teacher acts in {teacher.action_dim} dimensions, the student in "
                              f"{student.action_dim}")
-        self.teacher, self.student, self.driver = teacher, student, driver
+        self.teacher, self.student, self.driver, self.generator = teacher, student, driver, generator
         self.device = student.device
         self.labels: np.ndarray | None = None
 
@@ -73,9 +81,12 @@ class TeacherStudent:
     def act(self, obs, hidden: torch.Tensor, eval_mode: bool = True) -> tuple[np.ndarray, torch.Tensor]:
         hs = self.student.hidden_size
         t_mean, t_log_std, t_hidden = _policy(self.teacher, obs, hidden[:, hs:].to(self.teacher.device))
-        s_mean, _, s_hidden = _policy(self.student, obs, hidden[:, :hs])
+        s_mean, s_log_std, s_hidden = _policy(self.student, obs, hidden[:, :hs])
         self.labels = torch.cat([t_mean, t_log_std], -1).cpu().numpy()
         mean = t_mean.to(self.device) if self.driver == "teacher" else s_mean
+        if self.driver == "student" and self.generator is not None:
+            noise = torch.randn(mean.shape, generator=self.generator).to(self.device)
+            mean = mean + torch.exp(s_log_std) * noise
         action = self.student._to_env_action(torch.tanh(mean))
         return action.cpu().numpy(), torch.cat([s_hidden, t_hidden.to(self.device)], -1)
 
@@ -151,11 +162,18 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
     own = _buffer(student, envs, replay, steps_per_env * max(1, rounds - 1), seed + 1) if rounds > 1 else None
     records, t0 = [], time.perf_counter()
     bar = tqdm(total=rounds * (steps_per_env + train.distill_updates), desc="DAgger", unit="it", disable=not progress)
+    rollout = None
+    sampler = torch.Generator().manual_seed(seed) if train.distill_sample else None
     for r in range(rounds):
-        driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student")
+        driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student", sampler)
         buffer = first if r == 0 else own
-        buffer.restart_streams(np.arange(n))  # a round's episodes begin afresh
-        rollout = Rollout(envs, driver, seed=seed + r)
+        if rollout is None or not train.distill_continue:
+            buffer.restart_streams(np.arange(n))  # a round's episodes begin afresh
+            rollout = Rollout(envs, driver, seed=seed + r)
+        else:  # the episodes run on: the round's driver takes the wheel (its recurrent state rode along)
+            rollout.agent = driver
+            if r == 1:
+                own.restart_streams(np.arange(n))  # the student's buffer starts mid-episode
         for _ in range(steps_per_env):
             step = rollout.step()
             buffer.add(step.obs, step.hidden[:, :student.hidden_size], step.action, step.reward, step.terminated,
