@@ -173,7 +173,9 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
         else:  # the episodes run on: the round's driver takes the wheel (its recurrent state rode along)
             rollout.agent = driver
             if r == 1:
-                own.restart_streams(np.arange(n))  # the student's buffer starts mid-episode
+                # the student's buffer takes the streams up mid-episode where the teacher's left them: an episode
+                # that ended on round 0's last step makes round 1's first step an autoreset step, not a row
+                own.prev_done[:] = first.prev_done
         for _ in range(steps_per_env):
             step = rollout.step()
             buffer.add(step.obs, step.hidden[:, :student.hidden_size], step.action, step.reward, step.terminated,
