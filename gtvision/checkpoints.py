@@ -211,6 +211,25 @@ TEACHER_PARTS = ("actor", "critics", "critic_targets", "log_alpha")
 entropy coefficient, which a distilled student adopts with its actor, but no optimiser."""
 
 
+def save_networks(run_dir: str | os.PathLike, epoch: int, networks: dict[str, dict], env_steps: int = 0,
+                  meta: dict | None = None) -> Path:
+    """Write ``run_dir/checkpoints/epoch_NNNNNN`` holding only ``networks`` (the agent's state by part, e.g.
+    ``{"actor": actor.state_dict()}``), atomically as :func:`save` does: what :func:`export` writes and the
+    students of DAgger rounds (``gtvision.training``) are. ``meta`` adds to its ``meta.json``."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"epoch_{epoch:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
+    torch.save({"agent": networks, "epoch": epoch, "env_steps": env_steps}, tmp / TRAINER)
+    write_atomic(tmp / "meta.json", json.dumps({"format": CHECKPOINT_FORMAT, "epoch": epoch, "env_steps": env_steps,
+                                                "replay": False, **(meta or {})}, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_atomic(final / COMPLETE, "")
+    return final
+
+
 def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",)) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
@@ -227,12 +246,8 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
         raise ValueError(f"checkpoint {path} has no {', '.join(missing)}; it has: {', '.join(state['agent'])}")
     config = read_run_config(run_dir)
     config["exported_from"] = {"run": str(run_dir), "checkpoint": path.name, "parts": list(parts)}
-    final = out / "checkpoints" / path.name
-    final.mkdir(parents=True)
-    torch.save({"agent": {p: state["agent"][p] for p in parts}, "epoch": state.get("epoch"),
-                "env_steps": state.get("env_steps")}, final / TRAINER)
     meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}
-    write_atomic(final / "meta.json", json.dumps({**meta, "replay": False, "exported": True}, indent=2))
-    write_atomic(final / COMPLETE, "")
+    final = save_networks(out, checkpoint_epoch(path), {p: state["agent"][p] for p in parts},
+                          state.get("env_steps") or 0, {**meta, "replay": False, "exported": True})
     write_atomic(out / CONFIG, json.dumps(config, indent=2))
     return final

@@ -11,6 +11,8 @@ file                contents
 ``tensorboard/``    the same scalars as TensorBoard event files (x axis: environment steps)
 ``eval.json``       returns of the deterministic policy at the end, when ``eval_episodes`` > 0
 ``distill.jsonl``   with a ``teacher``: one record per DAgger round (``gtvision.agent.distill``), before epoch 1
+``distill/``        with a ``teacher``: the student after each round, a run directory of its own whose epoch N is
+                    the actor after N rounds (``gtvision select RUN/distill`` picks one by paper IV-D's rule)
 ``checkpoints/``    ``epoch_NNNNNN/`` every ``checkpoint_every`` epochs, the newest ``keep_checkpoints``
 ==================  ========================================================================================
 
@@ -129,6 +131,8 @@ DEMO_SEED_OFFSET = 500_009
 """The demonstrations' environments are seeded ``seed + DEMO_SEED_OFFSET`` (apart from the training ones)."""
 DISTILL_SEED_OFFSET = 700_000
 """The DAgger rounds' environments are seeded ``seed + DISTILL_SEED_OFFSET + round``."""
+DISTILL_DIR = "distill"
+"""Subdirectory of a run with a teacher: the student after each DAgger round (epoch N: after N rounds)."""
 
 BUDGET_FIELDS = ("total_steps", "max_minutes", "eval_episodes", "threads")
 """RunConfig fields that a resumed run may change (how long and how it runs, not what it trains)."""
@@ -260,11 +264,18 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
     path, run_dir = checkpoints.resolve(config.teacher)
     envs = gym.make_vec(env_id, num_envs=num_envs, **env_kwargs)
     teacher = checkpoints.load_actor(path, envs.single_observation_space, envs.single_action_space, config.device)
+    rounds_dir = out / DISTILL_DIR
+    rounds_dir.mkdir(exist_ok=True)
+    write_atomic(rounds_dir / checkpoints.CONFIG, json.dumps(
+        {**checkpoints.read_run_config(out), "distill_rounds_of": str(out)}, indent=2))
     t0 = time.perf_counter()
     with open(out / "distill.jsonl", "w") as f:
         def write(record):
             f.write(json.dumps({k: _json_number(v) for k, v in record.items()}) + "\n")
             f.flush()
+            # the student of every round, kept: from round to round its races swing (the last is not the best)
+            checkpoints.save_networks(rounds_dir, int(record["distill/round"]) + 1,
+                                      {"actor": trainer.agent.actor.state_dict()})
         distill(trainer.agent, teacher, envs, preset.train, preset.replay, seed=config.seed + DISTILL_SEED_OFFSET,
                 progress=progress, on_round=write)
     envs.close()

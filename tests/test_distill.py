@@ -12,8 +12,8 @@ from gtvision.agent.distill import TeacherStudent, adopt_critics, distill, disti
 from gtvision.agent.presets import get_preset
 from gtvision.agent.qrsac import QRSACAgent
 from gtvision.agent.rollout import Rollout
-from gtvision.checkpoints import complete_checkpoints
-from gtvision.training import RunConfig, train
+from gtvision.checkpoints import complete_checkpoints, load_actor, load_state
+from gtvision.training import DISTILL_DIR, RunConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ENV = {"num_opponents": 2, "max_time_s": 3.0, "start_speed_mps": 20.0}
@@ -199,6 +199,19 @@ def test_a_run_with_a_teacher_distils_then_trains_with_the_teachers_critics(tmp_
     assert saved["teacher_critics_adopted"] is True and saved["distill_seconds"] > 0
     assert history and history[-1]["charts/env_steps"] == 128
     assert "epoch_000000" in [p.name for p in complete_checkpoints(out)]  # the distilled agent before RL
+    # the student of every round is kept, a run directory of its own (epoch N: after N rounds); the last is
+    # the distilled agent of epoch 0, and each loads as the actor evaluation and `select` race
+    kept = complete_checkpoints(out / DISTILL_DIR)
+    assert [p.name for p in kept] == ["epoch_000001", "epoch_000002"]
+    distilled = load_state(out / "checkpoints" / "epoch_000000")["agent"]["actor"]
+    last = load_state(kept[-1])["agent"]["actor"]
+    assert all(torch.equal(distilled[k], last[k]) for k in distilled)
+    assert not all(torch.equal(load_state(kept[0])["agent"]["actor"][k], last[k]) for k in last)
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=1, **ENV)
+    actor = load_actor(kept[0], envs.single_observation_space, envs.single_action_space)
+    assert actor.config.actor_keys == load_actor(out, envs.single_observation_space,
+                                                  envs.single_action_space).config.actor_keys
+    envs.close()
     with pytest.raises(ValueError, match="distils no round"):
         train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, env_kwargs=ENV, teacher=str(teacher_run)),
               tmp_path / "x", progress=False)

@@ -333,6 +333,7 @@ def test_record_video_writes_an_episode(tmp_path):
     ({"max_time_s": -1.0}, "positive number of seconds"),
     ({"render_mode": "human"}, "valid: None, 'rgb_array'"),
     ({"scenario": "monza"}, "valid scenarios: tokyo, spa, sarthe"),
+    ({"contact_yaw_share": -0.1}, r"contact_yaw_share must be a number in \[0, 1\], got -0.1"),
 ])
 def test_bad_keyword_values_name_the_valid_ones(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -411,3 +412,12 @@ def test_environments_pickled_before_render_image_existed_still_render():
     assert again.batch.render_image is True
     assert again.step(np.zeros((1, 2), np.float32))[0]["image"].std() > 10
     assert pickle.loads(pickle.dumps(envs)).batch.render_image is False   # a stored value wins
+
+
+def test_the_contact_yaw_share_reaches_the_simulator_of_both_environments():
+    """``contact_yaw_share`` (``gymnasium.make(..., contact_yaw_share=1.0)``) sets the physics of every race."""
+    assert RacingEnv(num_opponents=1).batch.params.contact_yaw_share == core.CAR_CONTACT_YAW_SHARE
+    env = gym.make("gtvision/Tokyo-v0", num_opponents=1, contact_yaw_share=1.0)
+    assert env.unwrapped.batch.params.contact_yaw_share == 1.0
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, num_opponents=1, contact_yaw_share=0.0)
+    assert envs.unwrapped.batch.params.contact_yaw_share == 0.0

@@ -307,6 +307,26 @@ def test_car_contact_accumulators_count_onsets_and_time_in_contact(oval):
     assert state.contact_dv_sq.tolist()[0] == pytest.approx([closing_sq + 1.0] * 2, rel=0.1)
 
 
+def test_contact_yaw_share_scales_the_yaw_kick_of_an_off_centre_bump(oval):
+    """A rear car 8 m/s faster hits the front car's corner (1.2 m to the side): the front car's yaw rate
+    just after the bump grows with ``contact_yaw_share`` (0: no kick from the impulse, 1: the rigid body's)."""
+    kicks = {}
+    for share in (0.0, core.CAR_CONTACT_YAW_SHARE, 1.0):
+        params = core.make_params(oval, "alfa_romeo_4c_14", contact_yaw_share=share)
+        assert params.contact_yaw_share == share
+        car = params.car
+        state = core.reset(params, 1, 2, initial_speed_mps=20.0)
+        state = place_cars(state, oval, torch.tensor([[300.0, 300.0 - car.length_m - 0.05]]),
+                           torch.tensor([[0.0, 1.2]]), speed_mps=torch.tensor([[20.0, 28.0]]))
+        state = core.step(state, torch.zeros(1, 2, 2), params)
+        assert int(state.contact_count[0, 0]) == 1
+        kicks[share] = abs(float(state.yaw_rate[0, 0]))
+    assert kicks[0.0] < 0.02  # the tyres alone barely turn a car going straight
+    assert kicks[1.0] > 2.0 * kicks[core.CAR_CONTACT_YAW_SHARE] > 0.04
+    with pytest.raises(ValueError, match=r"contact_yaw_share must be a number in \[0, 1\], got 1.5"):
+        core.make_params(oval, "alfa_romeo_4c_14", contact_yaw_share=1.5)
+
+
 # ---------------------------------------------------------------------------- controls and timing
 
 

@@ -128,7 +128,8 @@ class RaceBatch:
 
     def __init__(self, scenario: str, num_races: int, episode: EpisodeConfig, image_size: int = IMAGE_SIZE,
                  render_size: tuple = VIDEO_SIZE, device="cpu", reward: RewardConfig | None = None,
-                 compile: bool = False, render_image: bool = True):
+                 compile: bool = False, render_image: bool = True,
+                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE):
         sc = get_scenario(scenario)
         if render_image not in (True, False):
             raise ValueError(f"render_image must be True or False, got {render_image!r}")
@@ -141,7 +142,7 @@ class RaceBatch:
         self.scenario = sc.name
         self.device = _device(device)
         self.params = core.make_params(sc.track, sc.car, laps=episode.laps, device=self.device,
-                                       compile=compile)
+                                       compile=compile, contact_yaw_share=contact_yaw_share)
         self.track = self.params.track
         self.plan = driving_plan(self.track, self.params.car)
         self.episode = episode
@@ -342,6 +343,8 @@ class RacingEnv(gym.Env):
                     speeds each episode draws one of (``[0, 20]``: standing and rolling starts)
     render_image    False: the ``image`` observation is black, not rendered (for learners that read no
                     image, as the GT Sophy baseline; ``gtvision.env.env_kwargs_for``)
+    contact_yaw_share  share of a car-car impulse's yaw kick applied (``gtvision.sim.core.SimParams``; the
+                    default 0.35, 1 the rigid body's: bumps spin cars far more often)
     ==============  ==============================================================================
     """
 
@@ -352,10 +355,12 @@ class RacingEnv(gym.Env):
                  render_mode: str | None = None, render_size: tuple = VIDEO_SIZE,
                  max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
-                 start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True):
+                 start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
+                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
-        self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile, render_image)
+        self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile, render_image,
+                               contact_yaw_share)
         self.observation_space = observation_space(image_size, self.batch.max_steer_rad)
         self.action_space = action_space()
 
@@ -411,11 +416,12 @@ class RacingVectorEnv(VectorEnv):
                  image_size: int = IMAGE_SIZE, device="cpu", render_mode: str | None = None,
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
-                 start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True):
+                 start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
+                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
         self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile,
-                               render_image)
+                               render_image, contact_yaw_share)
         self.num_envs = self.batch.num_races
         self.single_observation_space = observation_space(image_size, self.batch.max_steer_rad)
         self.single_action_space = action_space()

@@ -104,6 +104,9 @@ class SimParams:
     """Run the physics tick through ``torch.compile`` (inductor): about twice as fast on a 2-core
     CPU at 1024 races, after a warm-up of about half a minute per batch shape; needs a C++ compiler
     on CPU. Results agree with the eager tick to float32 rounding, not bitwise (fused arithmetic)."""
+    contact_yaw_share: float = CAR_CONTACT_YAW_SHARE
+    """Share of a car-car impulse's rigid-body yaw kick that is applied (:data:`CAR_CONTACT_YAW_SHARE`); 1 is
+    the rigid body's whole kick, under which a bump off a car's centre line spins it far more often."""
 
     @property
     def device(self) -> torch.device:
@@ -115,7 +118,8 @@ class SimParams:
 
 
 def make_params(track: Track | str, car: CarSpec | str, laps: int | None = None,
-                device: str | torch.device = "cpu", compile: bool = False) -> SimParams:
+                device: str | torch.device = "cpu", compile: bool = False,
+                contact_yaw_share: float = CAR_CONTACT_YAW_SHARE) -> SimParams:
     """Build :class:`SimParams` from names or objects; tensors go to ``device``."""
     if isinstance(track, str):
         from .circuits import load_track
@@ -126,7 +130,11 @@ def make_params(track: Track | str, car: CarSpec | str, laps: int | None = None,
         raise ValueError(f"laps must be a positive int or None, got {laps!r}")
     if not isinstance(compile, bool):
         raise TypeError(f"compile must be True or False, got {compile!r}")
-    return SimParams(track=track.to(device), car=car, laps=laps, compile=compile)
+    if isinstance(contact_yaw_share, bool) or not isinstance(contact_yaw_share, (int, float)) \
+            or not 0.0 <= contact_yaw_share <= 1.0:
+        raise ValueError(f"contact_yaw_share must be a number in [0, 1], got {contact_yaw_share!r}")
+    return SimParams(track=track.to(device), car=car, laps=laps, compile=compile,
+                     contact_yaw_share=float(contact_yaw_share))
 
 
 @dataclass(frozen=True)
@@ -796,8 +804,8 @@ def _car_contacts(x, y, yaw, vwx, vwy, r, m, iz, was_in_contact, close, params: 
     vwy = add(vwy, flat_a, -imp[:, 1] / ma)
     vwx = add(vwx, flat_b, imp[:, 0] / mb)
     vwy = add(vwy, flat_b, imp[:, 1] / mb)
-    r = add(r, flat_a, -CAR_CONTACT_YAW_SHARE * cross(ra, imp) / ia)
-    r = add(r, flat_b, CAR_CONTACT_YAW_SHARE * cross(rb, imp) / ib)
+    r = add(r, flat_a, -params.contact_yaw_share * cross(ra, imp) / ia)
+    r = add(r, flat_b, params.contact_yaw_share * cross(rb, imp) / ib)
     # Paper III-C r^v: the speed difference between the two cars at the time of collision.
     # We read it as the norm of the relative velocity at the contact onset.
     onset = ~was_in_contact[rr, i, j]
