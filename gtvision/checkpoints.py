@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -147,29 +148,35 @@ def latest_for_resume(run_dir: str | os.PathLike, identity: dict) -> Path:
 
 def save(trainer, run_dir: str | os.PathLike, identity: dict, keep: int, with_replay: bool = False) -> Path:
     """Write ``run_dir/checkpoints/epoch_NNNNNN`` for ``trainer`` (its ``state_dict``, its ``replay`` when
-    ``with_replay``) atomically and keep the newest ``keep`` complete checkpoints.
+    ``with_replay``) atomically (:func:`_write_checkpoint`) and keep the newest ``keep`` complete checkpoints."""
+    def write(tmp: Path):
+        torch.save(trainer.state_dict(), tmp / TRAINER)
+        if with_replay:
+            trainer.replay.save(tmp / "replay")
 
-    The files go to a temporary directory, which ``os.replace`` renames into place; the ``COMPLETE``
-    marker is written last. A process killed at any point leaves the previous checkpoints loadable.
-    """
+    final = _write_checkpoint(run_dir, trainer.epoch, write, {"env_steps": trainer.env_steps, "run": identity,
+                                                              "replay": with_replay})
+    for old in complete_checkpoints(run_dir)[:-max(1, keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_checkpoint(run_dir: str | os.PathLike, epoch: int, write: Callable[[Path], None], meta: dict) -> Path:
+    """``run_dir/checkpoints/epoch_NNNNNN``: ``write(tmp)`` fills a temporary directory, ``meta.json`` (``format``,
+    ``epoch`` and ``meta``) joins it, ``os.replace`` renames it into place and the ``COMPLETE`` marker is written
+    last. A process killed at any point leaves the previous checkpoints loadable; leftovers of killed writes go."""
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"epoch_{trainer.epoch:06d}"
+    final = root / f"epoch_{epoch:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    torch.save(trainer.state_dict(), tmp / TRAINER)
-    if with_replay:
-        trainer.replay.save(tmp / "replay")
-    write_atomic(tmp / "meta.json", json.dumps({"format": CHECKPOINT_FORMAT, "epoch": trainer.epoch,
-                                                "env_steps": trainer.env_steps, "run": identity,
-                                                "replay": with_replay}, indent=2))
+    write(tmp)
+    write_atomic(tmp / "meta.json", json.dumps({"format": CHECKPOINT_FORMAT, "epoch": epoch, **meta}, indent=2))
     fsync_dir(tmp)
     if final.exists():  # an incomplete leftover of a killed run at this epoch
         shutil.rmtree(final)
     os.replace(tmp, final)
     write_atomic(final / COMPLETE, "")
     fsync_dir(root)
-    for old in complete_checkpoints(run_dir)[:-max(1, keep)]:
-        shutil.rmtree(old, ignore_errors=True)
     for leftover in root.glob(".tmp-*"):
         if leftover != tmp:
             shutil.rmtree(leftover, ignore_errors=True)
@@ -216,18 +223,10 @@ def save_networks(run_dir: str | os.PathLike, epoch: int, networks: dict[str, di
     """Write ``run_dir/checkpoints/epoch_NNNNNN`` holding only ``networks`` (the agent's state by part, e.g.
     ``{"actor": actor.state_dict()}``), atomically as :func:`save` does: what :func:`export` writes and the
     students of DAgger rounds (``gtvision.training``) are. ``meta`` adds to its ``meta.json``."""
-    root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"epoch_{epoch:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
-    torch.save({"agent": networks, "epoch": epoch, "env_steps": env_steps}, tmp / TRAINER)
-    write_atomic(tmp / "meta.json", json.dumps({"format": CHECKPOINT_FORMAT, "epoch": epoch, "env_steps": env_steps,
-                                                "replay": False, **(meta or {})}, indent=2))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    write_atomic(final / COMPLETE, "")
-    return final
+    def write(tmp: Path):
+        torch.save({"agent": networks, "epoch": epoch, "env_steps": env_steps}, tmp / TRAINER)
+
+    return _write_checkpoint(run_dir, epoch, write, {"env_steps": env_steps, "replay": False, **(meta or {})})
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",)) -> Path:

@@ -208,9 +208,9 @@ def test_a_run_with_a_teacher_distils_then_trains_with_the_teachers_critics(tmp_
     assert all(torch.equal(distilled[k], last[k]) for k in distilled)
     assert not all(torch.equal(load_state(kept[0])["agent"]["actor"][k], last[k]) for k in last)
     envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=1, **ENV)
-    actor = load_actor(kept[0], envs.single_observation_space, envs.single_action_space)
-    assert actor.config.actor_keys == load_actor(out, envs.single_observation_space,
-                                                  envs.single_action_space).config.actor_keys
+    first = load_actor(kept[0], envs.single_observation_space, envs.single_action_space).actor.state_dict()
+    saved_first = load_state(kept[0])["agent"]["actor"]
+    assert all(torch.equal(first[k], saved_first[k]) for k in saved_first)  # round 1's student, not the run's last
     envs.close()
     with pytest.raises(ValueError, match="distils no round"):
         train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, env_kwargs=ENV, teacher=str(teacher_run)),
