@@ -1,11 +1,11 @@
 # gtvision: everything runs from a local virtual environment made on first use.
 #   make race    the main job, the recipe of the README's "The vision agent": train the GT Sophy baseline in traffic
 #                (TEACHER_STEPS steps), pick its best checkpoint by IV-D's rule, distil it into the vision agent
-#                (DISTILL_ROUNDS DAgger rounds), then race the vision agent from the back of a 20-car grid against the
-#                built-in AI -> runs/agent_<scenario>_<time>/ (about 67 min: 70 min on 2026-12-01 beside another run,
-#                less the 3 min that DAgger on the reverse KL, run V7, saved); TEACHER=DIR skips the first two steps
-#                (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward: the committed vision
-#                agent again, bit for bit, in 30-33 min of DAgger; runs V3 and V8)
+#                (DISTILL_ROUNDS DAgger rounds), pick the best round from DISTILL_FROM_ROUND by IV-D's rule, then race
+#                that agent from the back of a 20-car grid against the built-in AI -> runs/agent_<scenario>_<time>/
+#                (84 min on 2026-12-01 beside two other runs, run MR1; about 75 alone); TEACHER=DIR skips the first two steps
+#                (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward DISTILL_FROM_ROUND=12: the
+#                committed vision agent again, bit for bit, in 30-33 min of DAgger; runs V3 and V8)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
@@ -29,6 +29,9 @@ TEACHER_STEPS ?= 44000
 TEACHER_FROM_EPOCH ?= 150
 DISTILL_ROUNDS ?= 12
 DISTILL_DIVERGENCE ?= reverse
+# the DAgger rounds from DISTILL_FROM_ROUND on raced 8 times each (seed 1000), the best mean margin kept (IV-D's rule):
+# from round to round the student's races swing (run V17), so the last round is not taken on trust
+DISTILL_FROM_ROUND ?= 6
 RACING_ENV := --env-arg start_speed_mps=20 --env-arg stuck_s=3 --env-arg max_time_s=240
 # a new run directory per call: nothing made before is overwritten
 RUN := runs/agent_$(SCENARIO)_$(shell date +%Y%m%d-%H%M%S)
@@ -68,9 +71,11 @@ endif
 	  --set train.reset_epoch=null --set train.distill_rounds=$(DISTILL_ROUNDS) \
 	  --set train.distill_divergence=$(DISTILL_DIVERGENCE) $(RACING_ENV) --minutes 0 \
 	  --checkpoint-every 25 --seed 0 --threads 1 --out $(RUN)/vision
-	$(BIN)/gtvision evaluate --checkpoint $(RUN)/vision --scenario $(SCENARIO) --episodes $(RACES) --laps $(LAPS) \
+	$(BIN)/gtvision select $(RUN)/vision/distill --scenario $(SCENARIO) --episodes 8 --seed 1000 --max-collision inf \
+	  --from-epoch $(DISTILL_FROM_ROUND) --threads 1 --out $(RUN)/vision/distill/races_seed1000 --export $(RUN)/agent
+	$(BIN)/gtvision evaluate --checkpoint $(RUN)/agent --scenario $(SCENARIO) --episodes $(RACES) --laps $(LAPS) \
 	  --out $(RUN)/eval
-	$(BIN)/gtvision video --checkpoint $(RUN)/vision --scenario $(SCENARIO) --laps 1 --out $(RUN)/race.mp4
+	$(BIN)/gtvision video --checkpoint $(RUN)/agent --scenario $(SCENARIO) --laps 1 --out $(RUN)/race.mp4
 	@echo "make race: $$(( ($$(date +%s) - $$(cat $(RUN)/started)) / 60 )) minutes in all (training, selection, races," \
 	  "video) -> $(RUN)"
 

@@ -201,7 +201,11 @@ def cmd_select(args) -> int:
     selected = Path(args.run) / "checkpoints" / choice
     print(f"selected: {selected} (best mean margin among those under {args.max_collision} s of car collision)")
     if args.export is not None:
-        return _export(selected, args.export, with_critics=True)
+        from .checkpoints import TEACHER_PARTS, load_state
+
+        # a run's checkpoint goes with its critics (a teacher); a DAgger round (RUN/distill) has only its actor
+        held = load_state(selected, map_location="cpu")["agent"]
+        return _export(selected, args.export, parts=tuple(p for p in TEACHER_PARTS if p in held))
     return 0
 
 
@@ -216,13 +220,14 @@ def cmd_video(args) -> int:
 
 
 def cmd_export(args) -> int:
-    return _export(args.checkpoint, args.out, args.with_critics)
+    from .checkpoints import TEACHER_PARTS
+
+    return _export(args.checkpoint, args.out, TEACHER_PARTS if args.with_critics else ("actor",))
 
 
-def _export(checkpoint, out, with_critics: bool) -> int:
-    from .checkpoints import TEACHER_PARTS, export
+def _export(checkpoint, out, parts: tuple[str, ...]) -> int:
+    from .checkpoints import export
 
-    parts = TEACHER_PARTS if with_critics else ("actor",)
     final = export(checkpoint, out, parts)
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     print(f"{checkpoint} -> {final} ({size / 2**20:.1f} MiB: {', '.join(parts)} and the run's configuration)")
@@ -405,8 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only checkpoints from this epoch on (e.g. twice a contact boost's epochs, so that "
                          "the last half of training was on the paper's reward)")
     se.add_argument("--export", default=None, metavar="DIR",
-                    help="copy the selected checkpoint here with its critics (`gtvision export --with-critics`), "
-                         "e.g. as the teacher of `gtvision train --teacher DIR`")
+                    help="copy the selected checkpoint here with its critics where it has them (`gtvision export "
+                         "--with-critics`), e.g. as the teacher of `gtvision train --teacher DIR`; a DAgger round "
+                         "of RUN/distill has its actor only")
     se.add_argument("--quiet", action="store_true")
     se.set_defaults(func=cmd_select)
 

@@ -321,7 +321,8 @@ def test_bench_training_reports_the_loops_rates_next_to_the_update_alone(monkeyp
 
 def test_make_race_runs_the_recipe_the_readme_states():
     """Every command `make race` runs (its dry run, default settings) is in the README's quick start, and the
-    recipe is the distillation one: a GT Sophy teacher, IV-D's selection exported with critics, DAgger alone."""
+    recipe is the distillation one: a GT Sophy teacher, IV-D's selection exported with critics, DAgger alone, IV-D's
+    selection over the DAgger rounds."""
     import re
     import shutil
     from pathlib import Path
@@ -339,8 +340,11 @@ def test_make_race_runs_the_recipe_the_readme_states():
 
     made = commands(dry)
     quick_start = Path(root / "README.md").read_text().split("## Quick start")[1].split("\n## ")[0]
-    assert [c.split()[1] for c in made] == ["train", "select", "train", "evaluate", "video"]
+    assert [c.split()[1] for c in made] == ["train", "select", "train", "select", "evaluate", "video"]
     assert "--variant gt_sophy" in made[0] and "--export runs/agent/teacher" in made[1]
     assert "--teacher runs/agent/teacher" in made[2] and "--minutes 0" in made[2]
     assert "--set train.distill_divergence=reverse" in made[2]
+    # the DAgger round is picked by IV-D's rule, and that pick is what races and films
+    assert made[3].split()[2] == "runs/agent/vision/distill" and "--export runs/agent/agent" in made[3]
+    assert all("--checkpoint runs/agent/agent " in c for c in made[4:])
     assert made == commands(quick_start)

@@ -156,6 +156,32 @@ def test_the_loss_pulls_the_student_to_the_teachers_policy(divergence):
     envs.close()
 
 
+def test_the_power_mean_weighs_the_worst_imitated_states_more(monkeypatch):
+    """`train.distill_power` p: the loss is (mean KL^p)^(1/p) over the trained rows (p=1: the mean, as before), so
+    a state imitated twice as badly as another pulls 2^(p-1) times harder on the student; p < 1 is refused."""
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, preset = _agents(envs)
+    batch = _teacher_buffer(student, teacher, envs, preset, 20).sample()
+    mask = batch["mask"]
+    kls = torch.rand(mask.shape, generator=torch.Generator().manual_seed(0)) + 0.1
+    monkeypatch.setattr(distill_mod, "gaussian_kl", lambda *a: kls)
+    mean = float((kls * mask).sum() / mask.sum())
+    assert float(distill_loss(student, batch, "forward")) == pytest.approx(mean)
+    assert float(distill_loss(student, batch, "forward", power=2.0)) == pytest.approx(
+        float(((kls ** 2 * mask).sum() / mask.sum()) ** 0.5))
+    assert float(distill_loss(student, batch, "forward", power=2.0)) > mean  # the power mean exceeds the mean
+    # the weights: d loss / d KL_i is proportional to KL_i^(p-1)
+    k = torch.tensor([1.0, 2.0], requires_grad=True)
+    monkeypatch.setattr(distill_mod, "gaussian_kl", lambda *a: k.view(1, 2).expand(*mask.shape[:1], 2))
+    one_row = dict(batch, mask=torch.ones(mask.shape[0], 2))
+    monkeypatch.setattr(student.actor, "distribution", lambda f: (f[..., :2], f[..., :2]))
+    (grad,) = torch.autograd.grad(distill_loss(student, one_row, "forward", power=3.0), k)
+    assert float(grad[1] / grad[0]) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="train.distill_power=0.5: must be >= 1"):
+        dataclasses.replace(preset.train, distill_power=0.5)
+    envs.close()
+
+
 def test_the_reverse_divergence_weighs_the_students_mean_by_the_teachers_precision(monkeypatch):
     """KL(student || teacher): a student ten times wider than its teacher and 0.1 off its mean is pulled to the
     mean 100 times harder than under KL(teacher || student), and distill_loss passes the student first."""
@@ -238,7 +264,8 @@ def test_critics_are_adopted_only_when_they_read_the_same_inputs_alike():
 
 def test_the_make_race_chain_selects_exports_and_distils_only(tmp_path, capsys):
     """`make race`'s steps on the smoke preset: `select --export` keeps the chosen teacher with its critics, and
-    `train --teacher ... --minutes 0` distils it without any RL (the distilled agent is the run's result)."""
+    `train --teacher ... --minutes 0` distils it without any RL (the distilled agent is the run's result), and
+    `select RUN/distill --export` keeps the picked round as an agent that races."""
     from gtvision import cli
     from gtvision.checkpoints import checkpoint_epoch, load_state
 
@@ -262,6 +289,16 @@ def test_the_make_race_chain_selects_exports_and_distils_only(tmp_path, capsys):
     assert (student / "metrics.jsonl").read_text() == ""  # no RL epoch
     saved = json.loads((student / "config.json").read_text())
     assert saved["teacher_critics_adopted"] is True and saved["demo_seconds"] is None  # no demonstrations for no RL
+    # then the round is picked by IV-D's rule and exported as the agent: a round holds its actor only
+    agent = tmp_path / "agent"
+    capsys.readouterr()
+    assert cli.main(["select", str(student / "distill"), "--episodes", "1", "--laps", "1", "--max-collision", "inf",
+                     "--quiet", "--export", str(agent)]) == 0
+    assert "selected: " + str(student / "distill" / "checkpoints" / "epoch_000001") in capsys.readouterr().out
+    (picked,) = complete_checkpoints(agent)
+    assert set(load_state(picked, map_location="cpu")["agent"]) == {"actor"}
+    assert cli.main(["evaluate", "--checkpoint", str(agent), "--episodes", "1", "--laps", "1", "--quiet",
+                     "--out", str(tmp_path / "eval")]) == 0
     with pytest.raises(ValueError, match="max_minutes=0 trains nothing"):
         RunConfig(scenario="tokyo", preset="smoke", max_minutes=0)
 

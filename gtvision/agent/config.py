@@ -265,6 +265,11 @@ class TrainConfig:
     which lets a student that cannot place its mean widen its Gaussian and so weighs its mean's error by its own
     precision; ``"reverse"``, KL(student || teacher), which weighs the mean's error by the teacher's precision
     and keeps the student's spread within the teacher's."""
+    distill_power: float = 1.0
+    """The student minimises the power mean ``(mean_states KL^p)^(1/p)`` of its divergence from the teacher: 1, the
+    mean (DAgger's loss); p > 1 weighs the states it imitates worst more, each by ``KL^(p-1)`` (ours: the
+    unfinished races of the distilled agent begin at rare states where its action is far from the teacher's, a
+    deadlock it does not steer out of, a braking point in traffic it misses; README, "The vision agent")."""
     distill_continue: bool = False
     """False: every DAgger round starts new episodes (a round of ``distill_steps`` over ``num_envs`` sub-environments
     sees only their first ``distill_steps / num_envs`` steps: 100 s of each race in the ``cpu`` preset). True: the
@@ -281,7 +286,7 @@ class TrainConfig:
                             "penalty_ramp_epochs": ">=0", "penalty_start": "[0,1]", "demo_steps": ">=0",
                             "contact_boost": ">=1", "contact_boost_epochs": ">=0",
                             "demo_share": "[0,1]", "distill_rounds": ">=0", "distill_steps": ">=1",
-                            "distill_updates": ">=0"})
+                            "distill_updates": ">=0", "distill_power": ">=1"})
         from .distill import DIVERGENCES
         if self.distill_divergence not in DIVERGENCES:
             raise ValueError(f"unknown distill_divergence {self.distill_divergence!r}; valid: "

@@ -98,10 +98,11 @@ def gaussian_kl(t_mean: torch.Tensor, t_log_std: torch.Tensor, mean: torch.Tenso
             - 0.5).sum(-1)
 
 
-def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward") -> torch.Tensor:
+def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward", power: float = 1.0) -> torch.Tensor:
     """The mean KL(teacher || student) (``divergence="forward"``) or KL(student || teacher) (``"reverse"``) over
     the trained rows of a batch of :meth:`SequenceReplay.sample` with labels; images shifted as in the RL update
-    (``AgentConfig.augment``)."""
+    (``AgentConfig.augment``). ``power`` p > 1: the power mean ``(mean KL^p)^(1/p)`` instead
+    (``TrainConfig.distill_power``)."""
     cfg, bi = student.config, student.burn_in
     obs, mask = dict(batch["obs"]), batch["mask"]
     L = mask.shape[1]
@@ -118,7 +119,9 @@ def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward") 
         kl = gaussian_kl(mean, log_std, t_mean, t_log_std)
     else:
         raise ValueError(f"unknown divergence {divergence!r}; valid: {', '.join(map(repr, DIVERGENCES))}")
-    return (kl * mask).sum() / mask.sum().clamp(min=1)
+    if power == 1.0:
+        return (kl * mask).sum() / mask.sum().clamp(min=1)
+    return ((kl.clamp(min=0.0) ** power * mask).sum() / mask.sum().clamp(min=1)) ** (1.0 / power)
 
 
 def _buffer(student: QRSACAgent, envs, replay: ReplayConfig, rows_per_env: int, seed: int) -> SequenceReplay:
@@ -183,7 +186,7 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
             bar.update(1)
         losses = []
         for _ in range(train.distill_updates):
-            loss = distill_loss(student, buffer.sample(), train.distill_divergence)
+            loss = distill_loss(student, buffer.sample(), train.distill_divergence, train.distill_power)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
