@@ -382,6 +382,31 @@ def test_episodes_draw_standing_and_rolling_starts_from_a_list_of_speeds():
                      start_speed_mps=[0, 200])
 
 
+def test_episodes_draw_grid_back_and_random_starts_from_a_list():
+    """`start=["grid_back", "random"]`: each episode draws one; a grid_back draw is the grid_back episode itself (the
+    learner last on the start line, the same positions and progress), and a one-start list draws as before."""
+    kw = dict(num_envs=12, vectorization_mode="vector_entry_point", num_opponents=3)
+    mixed = gym.make_vec("gtvision/Tokyo-v0", start=["grid_back", "random"], **kw)
+    back = gym.make_vec("gtvision/Tokyo-v0", start="grid_back", **kw)
+    mixed.reset(seed=0), back.reset(seed=0)
+    m, b = mixed.unwrapped.batch.state, back.unwrapped.batch.state
+    # the races whose learner stands where grid_back puts it (last on the start line); the others start elsewhere
+    on_line = (m.s_m[:, 0] - b.s_m[:, 0]).abs() < 1e-3
+    assert 0 < int(on_line.sum()) < 12
+    assert bool(((m.s_m[~on_line, 0] - b.s_m[~on_line, 0]).abs() > 1.0).all())
+    for field in ("x", "y", "yaw", "progress_m", "lat_m"):  # a grid_back draw: the grid_back start, bit for bit
+        torch.testing.assert_close(getattr(m, field)[on_line, :4], getattr(b, field)[on_line, :4], rtol=0, atol=0)
+    one = gym.make_vec("gtvision/Tokyo-v0", start=["random"], **kw)
+    plain = gym.make_vec("gtvision/Tokyo-v0", start="random", **kw)
+    one.reset(seed=0), plain.reset(seed=0)
+    torch.testing.assert_close(one.unwrapped.batch.state.x, plain.unwrapped.batch.state.x, rtol=0, atol=0)
+    for e in (mixed, back, one, plain):
+        e.close()
+    with pytest.raises(ValueError, match="unknown start .*'pit'.*or a list of them"):
+        gym.make_vec("gtvision/Tokyo-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                     start=["grid_back", "pit"])
+
+
 def test_no_image_is_rendered_for_a_learner_that_reads_none():
     from gtvision.agent.presets import get_preset
     from gtvision.env import env_kwargs_for

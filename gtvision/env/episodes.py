@@ -56,8 +56,10 @@ class EpisodeConfig:
     num_opponents: int | tuple[int, ...] | None = None
     """Opponents per race, 0..19; several counts (e.g. ``(12, 19)``): each episode draws one of them
     uniformly; None: each episode draws from ``CURRICULUM_OPPONENTS`` (paper IV-B)."""
-    start: str = "random"
-    """One of ``STARTS``."""
+    start: str | tuple[str, ...] = "random"
+    """One of ``STARTS``, or several (e.g. ``("grid_back", "random")``): each episode draws one of them uniformly
+    (ours: DAgger from the back of the grid alone learns the first lap's pack but not the laps alone; README, "The
+    vision agent", run V18)."""
     laps: int | None = None
     """Race length in laps (the episode terminates when the learner finishes); None for a
     time-limited training episode."""
@@ -82,8 +84,10 @@ class EpisodeConfig:
                                                 or not 0 <= c <= MAX_OPPONENTS for c in counts)):
             raise ValueError(f"num_opponents must be an int in 0..{MAX_OPPONENTS}, a list of them (each episode "
                              f"draws one), or None (sample from the curriculum {CURRICULUM_OPPONENTS}), got {n!r}")
-        if self.start not in STARTS:
-            raise ValueError(f"unknown start {self.start!r}; valid starts: {', '.join(map(repr, STARTS))}")
+        starts = self.starts
+        if not starts or any(not isinstance(v, str) or v not in STARTS for v in starts):
+            raise ValueError(f"unknown start {self.start!r}; valid starts: {', '.join(map(repr, STARTS))}, or a "
+                             "list of them (each episode draws one)")
         laps = self.laps
         if laps is not None and (isinstance(laps, bool) or not isinstance(laps, (int, np.integer))
                                  or laps < 1):
@@ -106,6 +110,12 @@ class EpisodeConfig:
     def start_speeds(self) -> tuple:
         """The start speeds an episode draws from (one, unless ``start_speed_mps`` names several)."""
         v = self.start_speed_mps
+        return tuple(v) if isinstance(v, (tuple, list)) else (v,)
+
+    @property
+    def starts(self) -> tuple[str, ...]:
+        """The starts an episode draws from (one, unless ``start`` names several)."""
+        v = self.start
         return tuple(v) if isinstance(v, (tuple, list)) else (v,)
 
     @property
@@ -161,7 +171,7 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
     on its own seed, whatever the batch around it)."""
     C = cfg.num_cars
     n_opp, slot, start, power, mass, reaction, speed = [], [], [], [], [], [], []
-    speeds = cfg.start_speeds
+    speeds, starts = cfg.start_speeds, cfg.starts
     for rng in rngs:
         # drawn first and for a full grid, so that a race is the same whatever else the episode draws
         react = rng.uniform(0.0, START_REACTION_S, size=MAX_OPPONENTS + 1)[:C]
@@ -171,7 +181,9 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
         else:  # a fixed count draws nothing, so that its races are as they always were
             n = counts[0] if len(counts) == 1 else int(rng.choice(counts))
         n_opp.append(n)
-        if cfg.start == "random":
+        # drawn only when there is a choice: a one-start episode's draws are as they always were
+        kind = starts[0] if len(starts) == 1 else str(starts[rng.integers(0, len(starts))])
+        if kind == "random":
             slot.append(int(rng.integers(0, n + 1)))
             start.append(float(rng.uniform(0.0, length_m)))
         else:
@@ -205,7 +217,9 @@ def fresh_states(params: core.SimParams, cfg: EpisodeConfig, draws: EpisodeDraws
     car = torch.arange(C)
     slot = (car - 1 + (car - 1 >= draws.learner_slot.unsqueeze(1)).long()).expand(k, C).clone()
     slot[:, LEARNER] = draws.learner_slot
-    state = core.reset(params, k, C, start="random" if cfg.start == "random" else "grid",
+    # a 'grid_back' draw is the grid formation at s = 0 with the learner last: the simulator's "random" start at
+    # start_s_m = 0 is that same state (the same positions and progress), so one reset serves a mix of starts
+    state = core.reset(params, k, C, start="grid" if cfg.starts == ("grid_back",) else "random",
                        grid_order=slot.to(dev), start_s_m=draws.start_s_m.to(dev),
                        initial_speed_mps=draws.start_speed_mps.to(dev).unsqueeze(1).expand(k, C))
     return state.replace(power_scale=draws.power_scale.to(dev), mass_scale=draws.mass_scale.to(dev))

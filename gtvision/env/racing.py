@@ -328,7 +328,7 @@ class RacingEnv(gym.Env):
     num_opponents   0..19, a list of counts (each episode draws one), or None to sample each episode
                     from the curriculum {0, 1, 2, 3, 4, 7, 12, 19}
     start           'random' (a grid at a random point, the learner in a random slot) or 'grid_back'
-                    (the start line, the learner last)
+                    (the start line, the learner last), or a list of them (each episode draws one)
     laps            race length (terminates when the learner finishes), or None (time-limited)
     bop             balance of performance (+-25% power and mass) on the opponents
     image_size      side of the square ``image`` (pixels; the paper's is 64)
@@ -350,8 +350,8 @@ class RacingEnv(gym.Env):
 
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": core.CONTROL_HZ}
 
-    def __init__(self, scenario: str = "tokyo", num_opponents: int | list[int] | None = None, start: str = "random",
-                 laps: int | None = None, bop: bool = True, image_size: int = IMAGE_SIZE, device="cpu",
+    def __init__(self, scenario: str = "tokyo", num_opponents: int | list[int] | None = None,
+                 start: str | list[str] = "random", laps: int | None = None, bop: bool = True, image_size: int = IMAGE_SIZE, device="cpu",
                  render_mode: str | None = None, render_size: tuple = VIDEO_SIZE,
                  max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
@@ -412,7 +412,7 @@ class RacingVectorEnv(VectorEnv):
                                 "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, scenario: str = "tokyo", num_opponents: int | list[int] | None = None,
-                 start: str = "random", laps: int | None = None, bop: bool = True,
+                 start: str | list[str] = "random", laps: int | None = None, bop: bool = True,
                  image_size: int = IMAGE_SIZE, device="cpu", render_mode: str | None = None,
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
