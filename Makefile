@@ -3,7 +3,7 @@
 #                (TEACHER_STEPS steps), pick its best checkpoint by IV-D's rule, distil it into the vision agent
 #                (DISTILL_ROUNDS DAgger rounds), pick the best round from DISTILL_FROM_ROUND by IV-D's rule, then race
 #                that agent from the back of a 20-car grid against the built-in AI -> runs/agent_<scenario>_<time>/
-#                (84 min on 2026-12-01 beside two other runs, run MR1; about 75 alone); TEACHER=DIR skips the first two steps
+#                (84 min on 2026-12-01 beside two other runs, run MR1); TEACHER=DIR skips the first two steps
 #                (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward DISTILL_FROM_ROUND=12: the
 #                committed vision agent again, bit for bit, in 30-33 min of DAgger; runs V3 and V8)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4

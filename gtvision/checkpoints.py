@@ -229,12 +229,14 @@ def save_networks(run_dir: str | os.PathLike, epoch: int, networks: dict[str, di
     return _write_checkpoint(run_dir, epoch, write, {"env_steps": env_steps, "replay": False, **(meta or {})})
 
 
-def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",)) -> Path:
+def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",),
+           optional: tuple[str, ...] = ()) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
     configuration and resolved preset, and where it was exported from) and ``out/checkpoints/<epoch>/`` holding
     only the networks named in ``parts`` (of the agent's state: 'actor', 'critics', ...) -- no optimisers, no
-    environments, no replay. Refuses an ``out`` that already holds a run."""
+    environments, no replay; the parts named in ``optional`` too where the checkpoint holds them (a DAgger round
+    holds its actor only). Refuses an ``out`` that already holds a run."""
     path, run_dir = resolve(path)
     out = Path(out)
     if (out / CONFIG).exists():
@@ -243,6 +245,7 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     missing = [p for p in parts if p not in state["agent"]]
     if missing:
         raise ValueError(f"checkpoint {path} has no {', '.join(missing)}; it has: {', '.join(state['agent'])}")
+    parts = tuple(parts) + tuple(p for p in optional if p in state["agent"] and p not in parts)
     config = read_run_config(run_dir)
     config["exported_from"] = {"run": str(run_dir), "checkpoint": path.name, "parts": list(parts)}
     meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}

@@ -201,11 +201,10 @@ def cmd_select(args) -> int:
     selected = Path(args.run) / "checkpoints" / choice
     print(f"selected: {selected} (best mean margin among those under {args.max_collision} s of car collision)")
     if args.export is not None:
-        from .checkpoints import TEACHER_PARTS, load_state
+        from .checkpoints import TEACHER_PARTS
 
         # a run's checkpoint goes with its critics (a teacher); a DAgger round (RUN/distill) has only its actor
-        held = load_state(selected, map_location="cpu")["agent"]
-        return _export(selected, args.export, parts=tuple(p for p in TEACHER_PARTS if p in held))
+        return _export(selected, args.export, ("actor",), optional=TEACHER_PARTS)
     return 0
 
 
@@ -225,10 +224,13 @@ def cmd_export(args) -> int:
     return _export(args.checkpoint, args.out, TEACHER_PARTS if args.with_critics else ("actor",))
 
 
-def _export(checkpoint, out, parts: tuple[str, ...]) -> int:
-    from .checkpoints import export
+def _export(checkpoint, out, parts: tuple[str, ...], optional: tuple[str, ...] = ()) -> int:
+    import json
 
-    final = export(checkpoint, out, parts)
+    from .checkpoints import CONFIG, export
+
+    final = export(checkpoint, out, parts, optional)
+    parts = json.loads((Path(out) / CONFIG).read_text())["exported_from"]["parts"]
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     print(f"{checkpoint} -> {final} ({size / 2**20:.1f} MiB: {', '.join(parts)} and the run's configuration)")
     return 0
