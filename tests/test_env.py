@@ -407,6 +407,45 @@ def test_episodes_draw_grid_back_and_random_starts_from_a_list():
                      start=["grid_back", "pit"])
 
 
+def test_episodes_draw_situations_whole():
+    """`situations=[...]`: each episode draws one situation and begins as it says, its start, opponents, speed and BoP
+    together (never a mix of two situations); unnamed keys keep the environment's values; one situation draws as the
+    environment without it; bad situations are named."""
+    race = {"start": "grid_back", "num_opponents": 19, "start_speed_mps": 0, "bop": False}
+    kw = dict(num_envs=16, vectorization_mode="vector_entry_point", render_image=False, num_opponents=[0, 3],
+              start_speed_mps=20)
+    envs = gym.make_vec("gtvision/Tokyo-v0", situations=[{}, race], **kw)
+    _, info = envs.reset(seed=0)
+    batch = envs.unwrapped.batch
+    state, n = batch.state, info["num_opponents"]
+    full = n == 19
+    assert 0 < int(full.sum()) < 16 and set(n[~full]) <= {0, 3}   # both drawn; the others from the env's own list
+    speed = state.speed_mps[:, 0].numpy()
+    assert np.allclose(speed[full], 0.0) and np.allclose(speed[~full], 20.0)   # standing exactly when the grid is full
+    power = state.power_scale[:, 1:].numpy()
+    assert np.allclose(power[full], 1.0)                                        # no BoP in the race situation
+    assert all(np.abs(power[i, :n[i]] - 1.0).max() > 1e-3 for i in np.flatnonzero(~full & (n > 0)))
+    back = gym.make_vec("gtvision/Tokyo-v0", num_envs=1, vectorization_mode="vector_entry_point",
+                        render_image=False, **race)
+    back.reset(seed=0)
+    b = back.unwrapped.batch.state
+    torch.testing.assert_close(state.progress_m[full, 0], b.progress_m[:, 0].expand(int(full.sum())), rtol=0, atol=0)
+    # one situation: the environment's own episodes, bit for bit
+    one = gym.make_vec("gtvision/Tokyo-v0", situations=[{}], **kw)
+    plain = gym.make_vec("gtvision/Tokyo-v0", **kw)
+    one.reset(seed=0), plain.reset(seed=0)
+    torch.testing.assert_close(one.unwrapped.batch.state.x, plain.unwrapped.batch.state.x, rtol=0, atol=0)
+    for e in (envs, back, one, plain):
+        e.close()
+    for situations, message in (([{"laps": 3}], "a situation may set num_opponents, start, start_speed_mps, bop; "
+                                                "got laps"),
+                                ([], "non-empty list of dicts"), ({"start": "grid_back"}, "non-empty list of dicts"),
+                                ([{"start": "pit"}], "unknown start 'pit'"),
+                                ([{}, {"num_opponents": 25}], "num_opponents must be an int in 0..19")):
+        with pytest.raises(ValueError, match=message):
+            RacingEnv(situations=situations, **SMALL)
+
+
 def test_no_image_is_rendered_for_a_learner_that_reads_none():
     from gtvision.agent.presets import get_preset
     from gtvision.env import env_kwargs_for

@@ -13,7 +13,7 @@ see :class:`Parking`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -47,6 +47,8 @@ TRAINING = {"num_opponents": None, "start": "random", "laps": None, "bop": True}
 """Keyword arguments of a training episode (paper IV-B); also the environments' defaults."""
 RACE = {"num_opponents": MAX_OPPONENTS, "start": "grid_back", "laps": 4, "bop": False}
 """Keyword arguments of a race episode (paper IV-D): 4 laps from the back of a 20-car grid, BoP off."""
+SITUATION_KEYS = ("num_opponents", "start", "start_speed_mps", "bop")
+"""What a situation of ``EpisodeConfig.situations`` may set: how an episode begins, drawn together."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,28 @@ class EpisodeConfig:
     (e.g. ``(0, 20)``): each episode draws one of them uniformly. Paper: IV-B samples random start points
     without saying whether the cars move; a rolling start lets a fresh policy feel the progress reward at
     once (its random throttle averages zero), and the standing ones teach the start of a race (IV-C)."""
+    situations: tuple[dict, ...] | None = None
+    """Several ways an episode begins, each a dict of some of ``SITUATION_KEYS`` (the others keep this config's
+    values): each episode draws one situation uniformly, then draws within it as this config would (e.g. ``({},
+    {"start": "grid_back", "num_opponents": 19, "start_speed_mps": 0, "bop": False})``: half the episodes as
+    configured, half from the back of the full grid). Lists of starts, counts and speeds draw each on its own;
+    a situation ties them together (ours: DAgger that mixes the curriculum's episodes with races' starts; README,
+    "The vision agent", run V21)."""
 
     def __post_init__(self):
+        if self.situations is not None:
+            sits = self.situations
+            if isinstance(sits, dict) or not isinstance(sits, (tuple, list)) or not sits \
+                    or any(not isinstance(d, dict) for d in sits):
+                raise ValueError(f"situations must be a non-empty list of dicts (each episode draws one), got "
+                                 f"{sits!r}")
+            for d in sits:
+                bad = sorted(set(d) - set(SITUATION_KEYS))
+                if bad:
+                    raise ValueError(f"a situation may set {', '.join(SITUATION_KEYS)}; got {', '.join(bad)} "
+                                     f"in {d!r}")
+            object.__setattr__(self, "situations", tuple(dict(d) for d in sits))
+            _ = self.situation_configs  # building each situation's config validates it
         n = self.num_opponents
         counts = list(n) if isinstance(n, (tuple, list)) else [n]
         if n is not None and (not counts or any(isinstance(c, bool) or not isinstance(c, (int, np.integer))
@@ -107,6 +129,13 @@ class EpisodeConfig:
                 raise ValueError(f"{name} must be a positive number of seconds, got {v!r}")
 
     @property
+    def situation_configs(self) -> tuple["EpisodeConfig", ...]:
+        """One config per situation (this config, without situations, when there are none)."""
+        if self.situations is None:
+            return (self,)
+        return tuple(replace(self, situations=None, **d) for d in self.situations)
+
+    @property
     def start_speeds(self) -> tuple:
         """The start speeds an episode draws from (one, unless ``start_speed_mps`` names several)."""
         v = self.start_speed_mps
@@ -114,7 +143,9 @@ class EpisodeConfig:
 
     @property
     def starts(self) -> tuple[str, ...]:
-        """The starts an episode draws from (one, unless ``start`` names several)."""
+        """The starts an episode draws from (one, unless ``start`` names several; with situations, all theirs)."""
+        if self.situations is not None:
+            return tuple(dict.fromkeys(v for c in self.situation_configs for v in c.starts))
         v = self.start
         return tuple(v) if isinstance(v, (tuple, list)) else (v,)
 
@@ -127,12 +158,17 @@ class EpisodeConfig:
     @property
     def varies_opponents(self) -> bool:
         """Whether episodes differ in their number of opponents (some of the batch's cars may be parked)."""
+        if self.situations is not None:
+            counts = [c.opponent_counts for c in self.situation_configs]
+            return any(c is None or len(set(c)) > 1 for c in counts) or len(set(counts)) > 1
         counts = self.opponent_counts
         return counts is None or len(set(counts)) > 1
 
     @property
     def num_cars(self) -> int:
         """Cars per race in the batch: the learner and the most opponents an episode can have."""
+        if self.situations is not None:
+            return max(c.num_cars for c in self.situation_configs)
         return 1 + (MAX_OPPONENTS if self.num_opponents is None else max(self.opponent_counts))
 
     def time_limit_s(self, qss_lap_time_s: float, biai_pace: float) -> float:
@@ -171,11 +207,14 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
     on its own seed, whatever the batch around it)."""
     C = cfg.num_cars
     n_opp, slot, start, power, mass, reaction, speed = [], [], [], [], [], [], []
-    speeds, starts = cfg.start_speeds, cfg.starts
+    situations = cfg.situation_configs
     for rng in rngs:
         # drawn first and for a full grid, so that a race is the same whatever else the episode draws
         react = rng.uniform(0.0, START_REACTION_S, size=MAX_OPPONENTS + 1)[:C]
-        counts = cfg.opponent_counts
+        # a situation is drawn only when there are several: without, the draws are as they always were
+        sit = situations[0] if len(situations) == 1 else situations[rng.integers(0, len(situations))]
+        speeds, starts = sit.start_speeds, sit.starts
+        counts = sit.opponent_counts
         if counts is None:
             n = int(rng.choice(CURRICULUM_OPPONENTS))
         else:  # a fixed count draws nothing, so that its races are as they always were
@@ -190,7 +229,7 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
             slot.append(n)
             start.append(0.0)
         p = m = np.ones(C)
-        if cfg.bop:
+        if sit.bop:
             p, m = rng.uniform(1.0 - BOP_RANGE, 1.0 + BOP_RANGE, size=(2, C))
         used = np.arange(C) <= n
         used[LEARNER] = False

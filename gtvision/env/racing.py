@@ -345,6 +345,9 @@ class RacingEnv(gym.Env):
                     image, as the GT Sophy baseline; ``gtvision.env.env_kwargs_for``)
     contact_yaw_share  share of a car-car impulse's yaw kick applied (``gtvision.sim.core.SimParams``; the
                     default 0.35, 1 the rigid body's: bumps spin cars far more often)
+    situations      None, or a list of dicts of ``num_opponents``, ``start``, ``start_speed_mps`` and ``bop``:
+                    each episode draws one and begins as it says (unnamed keys as above), e.g.
+                    ``[{}, {"start": "grid_back", "num_opponents": 19, "start_speed_mps": 0, "bop": false}]``
     ==============  ==============================================================================
     """
 
@@ -356,9 +359,9 @@ class RacingEnv(gym.Env):
                  max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
                  start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
-                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE):
+                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
-        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
+        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps, situations)
         self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile, render_image,
                                contact_yaw_share)
         self.observation_space = observation_space(image_size, self.batch.max_steer_rad)
@@ -417,9 +420,9 @@ class RacingVectorEnv(VectorEnv):
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
                  start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
-                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE):
+                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
-        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps)
+        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps, situations)
         self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile,
                                render_image, contact_yaw_share)
         self.num_envs = self.batch.num_races
