@@ -32,6 +32,10 @@ DISTILL_DIVERGENCE ?= reverse
 # the DAgger rounds from DISTILL_FROM_ROUND on raced 8 times each (seed 1000), the best mean margin kept (IV-D's rule):
 # from round to round the student's races swing (run V17), so the last round is not taken on trust
 DISTILL_FROM_ROUND ?= 6
+# DISTILL_RACE_STARTS=1: each DAgger episode draws how it begins, half as before (random starts, the curriculum's
+# opponents with BoP, rolling), half as a race does (the back of the full grid, 19 opponents, standing, BoP off): run V21
+DISTILL_RACE_STARTS ?= 0
+RACE_STARTS := --env-arg 'situations=[{}, {"start":"grid_back","num_opponents":19,"start_speed_mps":0,"bop":false}]'
 RACING_ENV := --env-arg start_speed_mps=20 --env-arg stuck_s=3 --env-arg max_time_s=240
 # a new run directory per call: nothing made before is overwritten
 RUN := runs/agent_$(SCENARIO)_$(shell date +%Y%m%d-%H%M%S)
@@ -69,7 +73,8 @@ ifeq ($(TEACHER),)
 endif
 	$(BIN)/gtvision train --scenario $(SCENARIO) --preset cpu --teacher $(or $(TEACHER),$(RUN)/teacher) \
 	  --set train.reset_epoch=null --set train.distill_rounds=$(DISTILL_ROUNDS) \
-	  --set train.distill_divergence=$(DISTILL_DIVERGENCE) $(RACING_ENV) --minutes 0 \
+	  --set train.distill_divergence=$(DISTILL_DIVERGENCE) $(RACING_ENV) \
+	  $(if $(filter 1,$(DISTILL_RACE_STARTS)),$(RACE_STARTS)) --minutes 0 \
 	  --checkpoint-every 25 --seed 0 --threads 1 --out $(RUN)/vision
 	$(BIN)/gtvision select $(RUN)/vision/distill --scenario $(SCENARIO) --episodes 8 --seed 1000 --max-collision inf \
 	  --from-epoch $(DISTILL_FROM_ROUND) --threads 1 --out $(RUN)/vision/distill/races_seed1000 --export $(RUN)/agent
