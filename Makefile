@@ -3,9 +3,9 @@
 #                (TEACHER_STEPS steps), pick its best checkpoint by IV-D's rule, distil it into the vision agent
 #                (DISTILL_ROUNDS DAgger rounds), pick the best round from DISTILL_FROM_ROUND by IV-D's rule, then race
 #                that agent from the back of a 20-car grid against the built-in AI -> runs/agent_<scenario>_<time>/
-#                (84 min on 2026-12-01 beside two other runs, run MR1); TEACHER=DIR skips the first two steps
-#                (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward DISTILL_FROM_ROUND=12: the
-#                committed vision agent again, bit for bit, in 30-33 min of DAgger; runs V3 and V8)
+#                (about 87 min on 2026-12-01 beside other runs: runs MR1 and MS1); TEACHER=DIR skips the first two
+#                steps (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward: the committed vision
+#                agent's recipe, run V21)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
@@ -27,14 +27,15 @@ RACES ?= 4
 TEACHER ?=
 TEACHER_STEPS ?= 44000
 TEACHER_FROM_EPOCH ?= 150
-DISTILL_ROUNDS ?= 12
+DISTILL_ROUNDS ?= 14
 DISTILL_DIVERGENCE ?= reverse
 # the DAgger rounds from DISTILL_FROM_ROUND on raced 8 times each (seed 1000), the best mean margin kept (IV-D's rule):
 # from round to round the student's races swing (run V17), so the last round is not taken on trust
 DISTILL_FROM_ROUND ?= 6
-# DISTILL_RACE_STARTS=1: each DAgger episode draws how it begins, half as before (random starts, the curriculum's
-# opponents with BoP, rolling), half as a race does (the back of the full grid, 19 opponents, standing, BoP off): run V21
-DISTILL_RACE_STARTS ?= 0
+# DISTILL_RACE_STARTS=1: each DAgger episode draws how it begins, half as the curriculum's (random starts, 0 to 19
+# opponents with BoP, rolling), half as a race's (the back of the full grid, 19 opponents, standing, BoP off): runs
+# V21 and MS1 (make race's teacher: 95 of 100 held-out races won, where 0 gave 62); 0: the curriculum's alone
+DISTILL_RACE_STARTS ?= 1
 RACE_STARTS := --env-arg 'situations=[{}, {"start":"grid_back","num_opponents":19,"start_speed_mps":0,"bop":false}]'
 RACING_ENV := --env-arg start_speed_mps=20 --env-arg stuck_s=3 --env-arg max_time_s=240
 # a new run directory per call: nothing made before is overwritten

@@ -343,7 +343,10 @@ def test_make_race_runs_the_recipe_the_readme_states():
     assert [c.split()[1] for c in made] == ["train", "select", "train", "select", "evaluate", "video"]
     assert "--variant gt_sophy" in made[0] and "--export runs/agent/teacher" in made[1]
     assert "--teacher runs/agent/teacher" in made[2] and "--minutes 0" in made[2]
-    assert "--set train.distill_divergence=reverse" in made[2]
+    assert "--set train.distill_divergence=reverse" in made[2] and "--set train.distill_rounds=14" in made[2]
+    # half the DAgger episodes begin as races do (situations, run MS1)
+    assert """--env-arg 'situations=[{}, {"start":"grid_back","num_opponents":19,"start_speed_mps":0,"bop":false}]'""" \
+        in made[2]
     # the DAgger round is picked by IV-D's rule, and that pick is what races and films
     assert made[3].split()[2] == "runs/agent/vision/distill" and "--export runs/agent/agent" in made[3]
     assert all("--checkpoint runs/agent/agent " in c for c in made[4:])
