@@ -3,9 +3,9 @@
 #                (TEACHER_STEPS steps), pick its best checkpoint by IV-D's rule, distil it into the vision agent
 #                (DISTILL_ROUNDS DAgger rounds), pick the best round from DISTILL_FROM_ROUND by IV-D's rule, then race
 #                that agent from the back of a 20-car grid against the built-in AI -> runs/agent_<scenario>_<time>/
-#                (about 87 min on 2026-12-01 beside other runs: runs MR1 and MS1); TEACHER=DIR skips the first two
-#                steps (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward: the committed vision
-#                agent's recipe, run V21)
+#                (its parts, measured beside other runs in runs MR1 and MS1, add up to about 87 min); TEACHER=DIR
+#                skips the first two steps (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward:
+#                the committed vision agent's recipe, run V21)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator

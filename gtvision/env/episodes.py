@@ -89,8 +89,7 @@ class EpisodeConfig:
     def __post_init__(self):
         if self.situations is not None:
             sits = self.situations
-            if isinstance(sits, dict) or not isinstance(sits, (tuple, list)) or not sits \
-                    or any(not isinstance(d, dict) for d in sits):
+            if not isinstance(sits, (tuple, list)) or not sits or any(not isinstance(d, dict) for d in sits):
                 raise ValueError(f"situations must be a non-empty list of dicts (each episode draws one), got "
                                  f"{sits!r}")
             for d in sits:
@@ -158,18 +157,14 @@ class EpisodeConfig:
     @property
     def varies_opponents(self) -> bool:
         """Whether episodes differ in their number of opponents (some of the batch's cars may be parked)."""
-        if self.situations is not None:
-            counts = [c.opponent_counts for c in self.situation_configs]
-            return any(c is None or len(set(c)) > 1 for c in counts) or len(set(counts)) > 1
-        counts = self.opponent_counts
-        return counts is None or len(set(counts)) > 1
+        counts = [c.opponent_counts for c in self.situation_configs]
+        return any(c is None or len(set(c)) > 1 for c in counts) or len(set(counts)) > 1
 
     @property
     def num_cars(self) -> int:
         """Cars per race in the batch: the learner and the most opponents an episode can have."""
-        if self.situations is not None:
-            return max(c.num_cars for c in self.situation_configs)
-        return 1 + (MAX_OPPONENTS if self.num_opponents is None else max(self.opponent_counts))
+        counts = [c.opponent_counts for c in self.situation_configs]
+        return 1 + max(MAX_OPPONENTS if c is None else max(c) for c in counts)
 
     def time_limit_s(self, qss_lap_time_s: float, biai_pace: float) -> float:
         """The resolved ``max_time_s`` (s), given the BIAI's minimum lap time and pace."""

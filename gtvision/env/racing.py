@@ -354,9 +354,9 @@ class RacingEnv(gym.Env):
     metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": core.CONTROL_HZ}
 
     def __init__(self, scenario: str = "tokyo", num_opponents: int | list[int] | None = None,
-                 start: str | list[str] = "random", laps: int | None = None, bop: bool = True, image_size: int = IMAGE_SIZE, device="cpu",
-                 render_mode: str | None = None, render_size: tuple = VIDEO_SIZE,
-                 max_time_s: float | None = None, stuck_s: float = STUCK_S,
+                 start: str | list[str] = "random", laps: int | None = None, bop: bool = True,
+                 image_size: int = IMAGE_SIZE, device="cpu", render_mode: str | None = None,
+                 render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
                  start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
                  contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None):
