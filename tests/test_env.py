@@ -437,13 +437,49 @@ def test_episodes_draw_situations_whole():
     torch.testing.assert_close(one.unwrapped.batch.state.x, plain.unwrapped.batch.state.x, rtol=0, atol=0)
     for e in (envs, back, one, plain):
         e.close()
-    for situations, message in (([{"laps": 3}], "a situation may set num_opponents, start, start_speed_mps, bop; "
-                                                "got laps"),
+    for situations, message in (([{"laps": 3}], "a situation may set num_opponents, start, start_speed_mps, bop, "
+                                                "stuck_s, learner_yaw_deg; got laps"),
                                 ([], "non-empty list of dicts"), ({"start": "grid_back"}, "non-empty list of dicts"),
                                 ([{"start": "pit"}], "unknown start 'pit'"),
                                 ([{}, {"num_opponents": 25}], "num_opponents must be an int in 0..19")):
         with pytest.raises(ValueError, match=message):
             RacingEnv(situations=situations, **SMALL)
+
+
+def test_spun_starts_turn_the_learner_alone_and_keep_its_velocity_along_the_course():
+    """`learner_yaw_deg`: the learner starts turned by the drawn angle, sliding along the course at the start speed
+    (a spin), the other cars straight; a situation's own `stuck_s` truncates its episodes; bad headings are named."""
+    kw = dict(num_envs=8, vectorization_mode="vector_entry_point", render_image=False, num_opponents=3,
+              start_speed_mps=20)
+    plain = gym.make_vec("gtvision/Tokyo-v0", **kw)
+    spun = gym.make_vec("gtvision/Tokyo-v0", learner_yaw_deg=[-180, 180], **kw)
+    fixed = gym.make_vec("gtvision/Tokyo-v0", learner_yaw_deg=90, **kw)
+    for e in (plain, spun, fixed):
+        e.reset(seed=3)
+    p, s, f = (e.unwrapped.batch.state for e in (plain, spun, fixed))
+    torch.testing.assert_close(f.x, p.x, rtol=0, atol=0)               # a fixed heading draws nothing: same places
+    torch.testing.assert_close(f.yaw[:, 0], p.yaw[:, 0] + math.pi / 2)
+    torch.testing.assert_close(f.yaw[:, 1:], p.yaw[:, 1:])            # only the learner turns
+    off = torch.remainder(s.yaw[:, 0] - p.yaw[:, 0] + math.pi, 2 * math.pi) - math.pi
+    assert off.abs().max() > 1.0 and off.std() > 0.5                  # drawn per race, far from straight
+    for st in (s, f):                                                  # world velocity still along the course
+        c, sn = torch.cos(st.yaw[:, 0]), torch.sin(st.yaw[:, 0])
+        world = torch.stack([c * st.vx[:, 0] - sn * st.vy[:, 0], sn * st.vx[:, 0] + c * st.vy[:, 0]], -1)
+        course = torch.stack([torch.cos(p.yaw[:, 0]), torch.sin(p.yaw[:, 0])], -1) * 20.0
+        torch.testing.assert_close(world, course, rtol=0, atol=1e-4)
+    # a situation's stuck_s: a learner that stands still is truncated at its situation's limit, not the env's
+    stand = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, vectorization_mode="vector_entry_point", render_image=False,
+                         num_opponents=0, stuck_s=1.0, situations=[{"stuck_s": 3.0, "learner_yaw_deg": 180,
+                                                                    "start_speed_mps": 0}])
+    stand.reset(seed=0)
+    brake = np.array([[0.0, -1.0]] * 2, np.float32)
+    ends = [bool(stand.step(brake)[3].all()) for _ in range(35)]
+    assert ends.index(True) == 29                                       # 3 s at 10 steps a second
+    for e in (plain, spun, fixed, stand):
+        e.close()
+    for yaw in (200, [90, -90], [1, 2, 3], "left", True):
+        with pytest.raises(ValueError, match="learner_yaw_deg must be a number of degrees in"):
+            RacingEnv(learner_yaw_deg=yaw, **SMALL)
 
 
 def test_no_image_is_rendered_for_a_learner_that_reads_none():

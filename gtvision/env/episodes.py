@@ -47,7 +47,7 @@ TRAINING = {"num_opponents": None, "start": "random", "laps": None, "bop": True}
 """Keyword arguments of a training episode (paper IV-B); also the environments' defaults."""
 RACE = {"num_opponents": MAX_OPPONENTS, "start": "grid_back", "laps": 4, "bop": False}
 """Keyword arguments of a race episode (paper IV-D): 4 laps from the back of a 20-car grid, BoP off."""
-SITUATION_KEYS = ("num_opponents", "start", "start_speed_mps", "bop")
+SITUATION_KEYS = ("num_opponents", "start", "start_speed_mps", "bop", "stuck_s", "learner_yaw_deg")
 """What a situation of ``EpisodeConfig.situations`` may set: how an episode begins, drawn together."""
 
 
@@ -85,6 +85,12 @@ class EpisodeConfig:
     configured, half from the back of the full grid). Lists of starts, counts and speeds draw each on its own;
     a situation ties them together (ours: DAgger that mixes the curriculum's episodes with races' starts; README,
     "The vision agent", run V21)."""
+    learner_yaw_deg: float | tuple[float, float] = 0.0
+    """The learner's heading at the start relative to the course's direction (degrees, positive to the left), or a
+    range ``(lo, hi)`` each episode draws from uniformly; a rolling start keeps the learner's velocity along the
+    course, so the car starts sliding as in a spin. Ours (the paper starts every car straight): a situation such as
+    ``{"learner_yaw_deg": [-180, 180], "stuck_s": 10}`` shows a DAgger student spun-round states, where its
+    teacher turns round (README, "The vision agent", run V23)."""
 
     def __post_init__(self):
         if self.situations is not None:
@@ -120,6 +126,14 @@ class EpisodeConfig:
                              for v in speeds):
             raise ValueError(f"start_speed_mps must be a number in [0, 100] m/s, or a list of them, got "
                              f"{self.start_speed_mps!r}")
+        yaw = self.learner_yaw_deg
+        yaws = list(yaw) if isinstance(yaw, (tuple, list)) else [yaw]
+        if (len(yaws) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                           or not -180 <= v <= 180 for v in yaws) or yaws != sorted(yaws)):
+            raise ValueError(f"learner_yaw_deg must be a number of degrees in [-180, 180] or a range [lo, hi] "
+                             f"within it (each episode draws one uniformly), got {yaw!r}")
+        if isinstance(yaw, list):
+            object.__setattr__(self, "learner_yaw_deg", tuple(yaw))
         for name in ("max_time_s", "stuck_s"):
             v = getattr(self, name)
             if v is None and name == "max_time_s":
@@ -195,13 +209,17 @@ class EpisodeDraws:
     another."""
     start_speed_mps: torch.Tensor
     """(k,) float32 the speed of every car at the start (m/s; 0: a standing start)."""
+    learner_yaw_rad: torch.Tensor
+    """(k,) float32 the learner's heading at the start relative to the course's (rad)."""
+    stuck_s: torch.Tensor
+    """(k,) float32 how long the learner may be stuck before the episode is truncated (s)."""
 
 
 def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m: float) -> EpisodeDraws:
     """Draw one new episode per generator (one generator per race, so a race's episodes depend only
     on its own seed, whatever the batch around it)."""
     C = cfg.num_cars
-    n_opp, slot, start, power, mass, reaction, speed = [], [], [], [], [], [], []
+    n_opp, slot, start, power, mass, reaction, speed, yaw, stuck = [], [], [], [], [], [], [], [], []
     situations = cfg.situation_configs
     for rng in rngs:
         # drawn first and for a full grid, so that a race is the same whatever else the episode draws
@@ -233,10 +251,15 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
         # drawn last, and only when there is a choice: a one-speed episode's draws are as they always were
         speed.append(float(speeds[rng.integers(0, len(speeds))]) if len(speeds) > 1 else float(speeds[0]))
         reaction.append(np.where(used & (speed[-1] == 0), react, 0.0))
+        # after everything else, and only for a range: a fixed heading's draws are as they always were
+        y = sit.learner_yaw_deg
+        yaw.append(math.radians(rng.uniform(y[0], y[1]) if isinstance(y, tuple) else y))
+        stuck.append(sit.stuck_s)
     f32 = torch.float32
     return EpisodeDraws(torch.tensor(n_opp), torch.tensor(slot), torch.tensor(start, dtype=f32),
                         torch.tensor(np.stack(power), dtype=f32), torch.tensor(np.stack(mass), dtype=f32),
-                        torch.tensor(np.stack(reaction), dtype=f32), torch.tensor(speed, dtype=f32))
+                        torch.tensor(np.stack(reaction), dtype=f32), torch.tensor(speed, dtype=f32),
+                        torch.tensor(yaw, dtype=f32), torch.tensor(stuck, dtype=f32))
 
 
 def fresh_states(params: core.SimParams, cfg: EpisodeConfig, draws: EpisodeDraws) -> core.SimState:
@@ -256,7 +279,16 @@ def fresh_states(params: core.SimParams, cfg: EpisodeConfig, draws: EpisodeDraws
     state = core.reset(params, k, C, start="grid" if cfg.starts == ("grid_back",) else "random",
                        grid_order=slot.to(dev), start_s_m=draws.start_s_m.to(dev),
                        initial_speed_mps=draws.start_speed_mps.to(dev).unsqueeze(1).expand(k, C))
-    return state.replace(power_scale=draws.power_scale.to(dev), mass_scale=draws.mass_scale.to(dev))
+    state = state.replace(power_scale=draws.power_scale.to(dev), mass_scale=draws.mass_scale.to(dev))
+    if bool((draws.learner_yaw_rad != 0).any()):
+        # the learner turned by the offset, its velocity still along the course: in its own frame (x ahead, y left)
+        # the course's direction lies at -offset
+        off = draws.learner_yaw_rad.to(dev)
+        v = draws.start_speed_mps.to(dev)
+        col = lambda t, new: torch.cat([new.unsqueeze(1), t[:, LEARNER + 1:]], 1)
+        state = state.replace(yaw=col(state.yaw, state.yaw[:, LEARNER] + off),
+                              vx=col(state.vx, v * torch.cos(off)), vy=col(state.vy, -v * torch.sin(off)))
+    return state
 
 
 # ---------------------------------------------------------------------------- parked cars

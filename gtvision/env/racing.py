@@ -125,6 +125,8 @@ class RaceBatch:
 
     def __setstate__(self, state: dict):
         self.__dict__.update({**self.PICKLE_DEFAULTS, **state})
+        if "stuck_limit_s" not in state:  # pickled before situations could set it: every race the episode's
+            self.stuck_limit_s = torch.full_like(self.stuck_time_s, float(self.episode.stuck_s))
 
     def __init__(self, scenario: str, num_races: int, episode: EpisodeConfig, image_size: int = IMAGE_SIZE,
                  render_size: tuple = VIDEO_SIZE, device="cpu", reward: RewardConfig | None = None,
@@ -169,6 +171,8 @@ class RaceBatch:
         self.vertical_rate = torch.zeros(R, 2, device=dev)
         self.stuck_ref_m = torch.zeros(R, device=dev)
         self.stuck_time_s = torch.zeros(R, device=dev)
+        self.stuck_limit_s = torch.full((R,), float(episode.stuck_s), device=dev)
+        """How long each race's learner may be stuck (s): the episode's, or its situation's."""
         self.reaction_s = torch.zeros(R, C, device=dev)
         """Opponents' reaction to a standing start (s): until then they keep off the throttle."""
 
@@ -202,6 +206,7 @@ class RaceBatch:
         self.vertical_rate[idx] = 0.0
         self.stuck_ref_m[idx] = fresh.progress_m[:, LEARNER]
         self.stuck_time_s[idx] = 0.0
+        self.stuck_limit_s[idx] = draws.stuck_s.to(self.device)
         self.reaction_s[idx] = draws.reaction_s.to(self.device)  # zero for a rolling start
 
     def advance(self, actions: torch.Tensor):
@@ -237,7 +242,7 @@ class RaceBatch:
             terminated = torch.zeros_like(moved)
         tol = 0.5 * _STEP_S  # race time and the timer add up 1/60 s ticks in float32
         truncated = ((state.time_s >= self.time_limit_s - tol)
-                     | (self.stuck_time_s >= self.episode.stuck_s - tol)) & ~terminated
+                     | (self.stuck_time_s >= self.stuck_limit_s - tol)) & ~terminated
         return reward, terms, terminated, truncated
 
     # ------------------------------------------------------------------ outputs
@@ -345,9 +350,13 @@ class RacingEnv(gym.Env):
                     image, as the GT Sophy baseline; ``gtvision.env.env_kwargs_for``)
     contact_yaw_share  share of a car-car impulse's yaw kick applied (``gtvision.sim.core.SimParams``; the
                     default 0.35, 1 the rigid body's: bumps spin cars far more often)
-    situations      None, or a list of dicts of ``num_opponents``, ``start``, ``start_speed_mps`` and ``bop``:
-                    each episode draws one and begins as it says (unnamed keys as above), e.g.
+    situations      None, or a list of dicts of ``num_opponents``, ``start``, ``start_speed_mps``, ``bop``,
+                    ``stuck_s`` and ``learner_yaw_deg``: each episode draws one and begins as it says (unnamed
+                    keys as above), e.g.
                     ``[{}, {"start": "grid_back", "num_opponents": 19, "start_speed_mps": 0, "bop": false}]``
+    learner_yaw_deg the learner's heading at the start relative to the course (degrees, left positive), or a
+                    range ``[lo, hi]`` each episode draws from; a rolling start keeps its velocity along the
+                    course (a spin)
     ==============  ==============================================================================
     """
 
@@ -359,9 +368,11 @@ class RacingEnv(gym.Env):
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
                  start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
-                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None):
+                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None,
+                 learner_yaw_deg: float | list[float] = 0.0):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
-        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps, situations)
+        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps, situations,
+                                learner_yaw_deg)
         self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile, render_image,
                                contact_yaw_share)
         self.observation_space = observation_space(image_size, self.batch.max_steer_rad)
@@ -420,9 +431,11 @@ class RacingVectorEnv(VectorEnv):
                  render_size: tuple = VIDEO_SIZE, max_time_s: float | None = None, stuck_s: float = STUCK_S,
                  reward: RewardConfig | None = None, compile: bool = False,
                  start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
-                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None):
+                 contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None,
+                 learner_yaw_deg: float | list[float] = 0.0):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
-        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps, situations)
+        episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps, situations,
+                                learner_yaw_deg)
         self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile,
                                render_image, contact_yaw_share)
         self.num_envs = self.batch.num_races
