@@ -508,8 +508,10 @@ def test_environments_pickled_before_render_image_existed_still_render():
     envs.reset(seed=0)
     old = pickle.loads(pickle.dumps(envs))
     del old.batch.__dict__["render_image"]             # as the older code pickled it
+    del old.batch.__dict__["stuck_limit_s"]            # before situations could set a race's stuck limit
     again = pickle.loads(pickle.dumps(old))
     assert again.batch.render_image is True
+    torch.testing.assert_close(again.batch.stuck_limit_s, torch.full((1,), float(again.batch.episode.stuck_s)))
     assert again.step(np.zeros((1, 2), np.float32))[0]["image"].std() > 10
     assert pickle.loads(pickle.dumps(envs)).batch.render_image is False   # a stored value wins
 
