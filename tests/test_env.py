@@ -477,7 +477,7 @@ def test_spun_starts_turn_the_learner_alone_and_keep_its_velocity_along_the_cour
     assert ends.index(True) == 29                                       # 3 s at 10 steps a second
     for e in (plain, spun, fixed, stand):
         e.close()
-    for yaw in (200, [90, -90], [1, 2, 3], "left", True):
+    for yaw in (200, [90, -90], [1, 2, 3], [90], "left", True):
         with pytest.raises(ValueError, match="learner_yaw_deg must be a number of degrees in"):
             RacingEnv(learner_yaw_deg=yaw, **SMALL)
 

@@ -220,8 +220,9 @@ def test_the_committed_time_trial_agent_laps_tokyo_clean_faster_than_the_biai():
 
 
 def test_the_committed_vision_agent_races_from_the_grid_on_its_view_and_proprio():
-    """papermill_runs/agents/tokyo_vision (run V21's DAgger round 14: the GT Sophy baseline distilled into the asymmetric agent's
-    actor by DAgger): it drives a lap alone, and a one-lap race from the back of the grid it finishes ahead of P20."""
+    """papermill_runs/agents/tokyo_vision (run V21's DAgger round 14: the GT Sophy baseline distilled into the
+    asymmetric agent's actor by DAgger): it drives a lap alone, and a one-lap race from the back of the grid it
+    finishes ahead of P20."""
     from pathlib import Path
 
     agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_vision"

@@ -90,7 +90,7 @@ class EpisodeConfig:
     range ``(lo, hi)`` each episode draws from uniformly; a rolling start keeps the learner's velocity along the
     course, so the car starts sliding as in a spin. Ours (the paper starts every car straight): a situation such as
     ``{"learner_yaw_deg": [-180, 180], "stuck_s": 10}`` shows a DAgger student spun-round states, where its
-    teacher turns round (README, "The vision agent", run V23)."""
+    teacher turns round (README, "The vision agent", runs V23 and MS2: it did not make students finish more races)."""
 
     def __post_init__(self):
         if self.situations is not None:
@@ -127,12 +127,13 @@ class EpisodeConfig:
             raise ValueError(f"start_speed_mps must be a number in [0, 100] m/s, or a list of them, got "
                              f"{self.start_speed_mps!r}")
         yaw = self.learner_yaw_deg
-        yaws = list(yaw) if isinstance(yaw, (tuple, list)) else [yaw]
-        if (len(yaws) not in (1, 2) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+        ranged = isinstance(yaw, (tuple, list))
+        yaws = list(yaw) if ranged else [yaw]
+        if (len(yaws) != (2 if ranged else 1) or any(isinstance(v, bool) or not isinstance(v, (int, float))
                                            or not -180 <= v <= 180 for v in yaws) or yaws != sorted(yaws)):
             raise ValueError(f"learner_yaw_deg must be a number of degrees in [-180, 180] or a range [lo, hi] "
                              f"within it (each episode draws one uniformly), got {yaw!r}")
-        if isinstance(yaw, list):
+        if ranged:  # a range is a tuple (the draw tells it from a fixed heading by that)
             object.__setattr__(self, "learner_yaw_deg", tuple(yaw))
         for name in ("max_time_s", "stuck_s"):
             v = getattr(self, name)
