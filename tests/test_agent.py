@@ -546,3 +546,27 @@ def test_demonstrations_need_a_racing_environment():
     trainer = LocalTrainer(gym.make_vec("Pendulum-v1", num_envs=2), preset)
     with pytest.raises(ValueError, match="demo_steps=100 needs a gtvision racing environment"):
         trainer.add_demonstrations(gym.make_vec("Pendulum-v1", num_envs=2), 100)
+
+
+def test_the_gap_keeper_caps_the_throttle_only_when_closing_on_a_car_ahead_in_lane():
+    from gtvision.agent.shield import gap_keep
+
+    grid = torch.zeros(4, 14, 6)
+    grid[0, 0, :3] = torch.tensor([4.18 + 0.5, 0.3, -3.0])   # 0.5 m ahead in lane, closing at 3 m/s: brake
+    grid[1, 0, :3] = torch.tensor([4.18 + 0.5, 3.5, -3.0])   # the same, a lane to the left: untouched
+    grid[2, 0, :3] = torch.tensor([4.18 + 8.0, 0.0, -3.0])   # 8 m ahead: untouched
+    grid[3, 7, :3] = torch.tensor([-4.5, 0.0, 3.0])          # a car behind, closing on the learner: untouched
+    action = torch.tensor([[0.3, 1.0]] * 4)
+    out = gap_keep(action, grid, torch.zeros(4, 18))
+    # the ceiling: (a_ahead + a_self + 2 (1.5 (0.5 - 0.4) - 3)) / 8 = -0.7125
+    assert float(out[0, 1]) == pytest.approx(-0.7125) and torch.equal(out[1:], action[1:])
+    assert torch.equal(out[:, 0], action[:, 0])               # steering is never touched
+    agent, _ = make_agent("gt_sophy")
+    obs = {k: np.zeros((4, *s.shape), s.dtype) for k, s in OBS_SPACE.spaces.items()}
+    obs["opponent_grid"] = grid.numpy()
+    plain, _ = agent.act(obs, agent.initial_hidden(4), eval_mode=True)
+    agent.config = dataclasses.replace(agent.config, gap_keeper=True)
+    kept, _ = agent.act(obs, agent.initial_hidden(4), eval_mode=True)
+    assert kept[0, 1] == pytest.approx(min(plain[0, 1], -0.7125)) and np.array_equal(kept[1:], plain[1:])
+    with pytest.raises(ValueError, match="opponent_grid"):   # the vision actor reads no privileged features
+        make_agent("asymmetric", gap_keeper=True)

@@ -302,3 +302,21 @@ def test_the_make_race_chain_selects_exports_and_distils_only(tmp_path, capsys):
     with pytest.raises(ValueError, match="max_minutes=0 trains nothing"):
         RunConfig(scenario="tokyo", preset="smoke", max_minutes=0)
 
+
+
+def test_a_teacher_with_a_gap_keeper_labels_its_shielded_policy():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, _ = _agents(envs)
+    obs, _ = envs.reset(seed=0)
+    grid = np.zeros_like(obs["opponent_grid"])
+    grid[0, 0, :3] = [4.18 + 0.5, 0.0, -3.0]  # race 0: closing fast on a car just ahead in lane; race 1: clear road
+    obs = {**obs, "opponent_grid": grid, "proprio": np.zeros_like(obs["proprio"])}
+    plain = TeacherStudent(teacher, student, "teacher")
+    action, _ = plain.act(obs, plain.initial_hidden(2))
+    teacher.config = dataclasses.replace(teacher.config, gap_keeper=True)
+    kept = TeacherStudent(teacher, student, "teacher")
+    kept_action, _ = kept.act(obs, kept.initial_hidden(2))
+    assert action[0, 1] > 0.5 and kept_action[0, 1] == pytest.approx(-0.7125, abs=1e-4)   # the layer's ceiling
+    assert np.tanh(kept.labels[0, 1]) == pytest.approx(-0.7125, abs=1e-4)              # ... in the label's mean
+    np.testing.assert_allclose(kept.labels[1], plain.labels[1])                       # the clear road: untouched
+    np.testing.assert_allclose(kept.labels[:, [0, 2, 3]], plain.labels[:, [0, 2, 3]])  # steering, spreads

@@ -159,6 +159,11 @@ class AgentConfig:
     behind, 1.6 two lengths away; an empty row reads -1.6. Symlog of the position alone moves by 0.06
     between touching a car ahead (x = 4.2 m) and following it 0.4 m further back. Paper: III-A gives the
     positions only; ours (off by default): the reading of r^c's threshold, made visible."""
+    gap_keeper: bool = False
+    """True: the actor's action passes through a gap keeper (:func:`gtvision.agent.shield.gap_keep`) that caps the
+    throttle when closing on a car ahead in lane, in training and in racing; only for an actor that reads
+    ``opponent_grid`` and ``proprio`` (the gt_sophy variant's: the layer reads privileged features). Paper: none, a
+    safety layer of ours (off by default, see the module)."""
     vector_transform: str = "scaled"
     """Applied to every vector observation before the networks: 'scaled' (a feature with finite bounds in the
     observation space mapped to [-1, 1] by them, the others symlog), 'symlog' (sign(x) log(1 + |x|), as

@@ -41,6 +41,7 @@ from .config import AgentConfig, ReplayConfig, TrainConfig
 from .qrsac import QRSACAgent
 from .replay import SequenceReplay
 from .rollout import Rollout
+from .shield import gap_keep
 
 ROUND_END_KEYS = ("progress_m", "place", "wall_time_s", "car_contact_time_s", "off_course_time_s")
 """``info`` keys reported at the end of every round (its episodes rarely end within it)."""
@@ -82,6 +83,8 @@ class TeacherStudent:
         hs = self.student.hidden_size
         t_mean, t_log_std, t_hidden = _policy(self.teacher, obs, hidden[:, hs:].to(self.teacher.device))
         s_mean, s_log_std, s_hidden = _policy(self.student, obs, hidden[:, :hs])
+        if self.teacher.config.gap_keeper:  # the teacher's layer is part of its policy: the label holds it
+            t_mean = shielded_mean(t_mean, obs, self.teacher)
         self.labels = torch.cat([t_mean, t_log_std], -1).cpu().numpy()
         mean = t_mean.to(self.device) if self.driver == "teacher" else s_mean
         if self.driver == "student" and self.generator is not None:
@@ -89,6 +92,18 @@ class TeacherStudent:
             mean = mean + torch.exp(s_log_std) * noise
         action = self.student._to_env_action(torch.tanh(mean))
         return action.cpu().numpy(), torch.cat([s_hidden, t_hidden.to(self.device)], -1)
+
+
+def shielded_mean(mean: torch.Tensor, obs, agent: QRSACAgent) -> torch.Tensor:
+    """A pre-tanh Gaussian mean (n, A) whose squashed action passes ``agent``'s gap keeper
+    (:func:`gtvision.agent.shield.gap_keep`): the throttle's mean lowered to the layer's ceiling where it caps."""
+    squashed = agent._to_env_action(torch.tanh(mean))
+    kept = gap_keep(squashed, torch.as_tensor(obs["opponent_grid"], device=mean.device),
+                    torch.as_tensor(obs["proprio"], device=mean.device))
+    capped = kept[:, 1] < squashed[:, 1]
+    out = mean.clone()
+    out[capped, 1] = torch.atanh(agent._from_env_action(kept)[capped, 1].clamp(-0.999, 0.999))
+    return out
 
 
 def gaussian_kl(t_mean: torch.Tensor, t_log_std: torch.Tensor, mean: torch.Tensor,

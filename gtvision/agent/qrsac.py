@@ -20,6 +20,7 @@ from torch import nn
 from .augment import random_shift
 from .config import AgentConfig
 from .networks import Actor, QuantileCritic, as_dict_space
+from .shield import gap_keep
 
 
 def quantile_midpoints(n: int, device=None) -> torch.Tensor:
@@ -84,6 +85,10 @@ class QRSACAgent:
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             raise TypeError(f"action space {action_space} is not a 1-d Box")
         self.observation_space = as_dict_space(observation_space)
+        actor_reads = set(self.observation_space.spaces if config.actor_keys is None else config.actor_keys)
+        if config.gap_keeper and not {"opponent_grid", "proprio"} <= actor_reads & set(self.observation_space.spaces):
+            raise ValueError(f"agent.gap_keeper=True needs an actor that reads 'opponent_grid' and 'proprio' (a "
+                             f"privileged one, as the gt_sophy variant's); this one reads {sorted(actor_reads)}")
         self.obs_is_dict = isinstance(observation_space, spaces.Dict)
         self.action_space, self.config, self.device = action_space, config, torch.device(device)
         self.burn_in = burn_in
@@ -150,7 +155,11 @@ class QRSACAgent:
         """
         features, hidden = self.step_features(obs, hidden)
         action, _ = self.actor.sample(features, deterministic=eval_mode)
-        return self._to_env_action(action).cpu().numpy(), hidden
+        action = self._to_env_action(action)
+        if self.config.gap_keeper:
+            action = gap_keep(action, torch.as_tensor(obs["opponent_grid"], device=action.device),
+                              torch.as_tensor(obs["proprio"], device=action.device))
+        return action.cpu().numpy(), hidden
 
     def step_features(self, obs: Mapping[str, np.ndarray] | np.ndarray,
                       hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
