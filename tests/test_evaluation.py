@@ -274,3 +274,16 @@ def test_the_committed_vision_agents_actor_reads_only_the_image_and_proprio():
     other_view = dict(obs, image=obs["image"][::-1].copy())  # each race's view swapped with the other's
     assert not np.allclose(agent.act(other_view, hidden, eval_mode=True)[0], action)
     envs.close()
+
+
+def test_the_committed_gap_keeper_agent_races_with_its_layer_on():
+    """papermill_runs/agents/tokyo_gt_sophy_gap_keeper (run SH1's epoch 400: the GT Sophy baseline fine-tuned with
+    the gap keeper in training): its configuration keeps the layer on, and a one-lap race from the back of the grid
+    it finishes ahead of P20."""
+    from pathlib import Path
+
+    agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_gt_sophy_gap_keeper"
+    assert checkpoints.run_preset(agent).agent.gap_keeper
+    race = evaluate(agent, "tokyo", episodes=1, seed=10_002, laps=1, progress=False)
+    assert race["variant"].iloc[0] == "gt_sophy"
+    assert race["finished"].iloc[0] and race["place"].iloc[0] < 20

@@ -14,7 +14,7 @@ cannot read the layer's inputs, learns its lifting and braking from its own view
 
 Measured (README, "A gap keeper in training"): the committed GT Sophy baseline fine-tuned 40 minutes with the layer
 on wins 66 of 100 held-out races from the back of the grid with 8.7 s of car contact per race (before: 96 wins,
-40.8 s); the same fine-tuning without it pushes as before (55 to 103 s). The policy itself still pushes when the layer
+40.8 s); the same fine-tuning without it pushes as before (36 to 103 s). The policy itself still pushes when the layer
 is taken away: the layer does the lifting, the policy has learnt to pass with it.
 """
 from __future__ import annotations
