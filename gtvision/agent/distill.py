@@ -41,7 +41,6 @@ from .config import AgentConfig, ReplayConfig, TrainConfig
 from .qrsac import QRSACAgent
 from .replay import SequenceReplay
 from .rollout import Rollout
-from .shield import gap_keep
 
 ROUND_END_KEYS = ("progress_m", "place", "wall_time_s", "car_contact_time_s", "off_course_time_s")
 """``info`` keys reported at the end of every round (its episodes rarely end within it)."""
@@ -96,10 +95,9 @@ class TeacherStudent:
 
 def shielded_mean(mean: torch.Tensor, obs, agent: QRSACAgent) -> torch.Tensor:
     """A pre-tanh Gaussian mean (n, A) whose squashed action passes ``agent``'s gap keeper
-    (:func:`gtvision.agent.shield.gap_keep`): the throttle's mean lowered to the layer's ceiling where it caps."""
+    (:meth:`QRSACAgent.keep_gap`): the throttle's mean lowered to the layer's ceiling where it caps."""
     squashed = agent._to_env_action(torch.tanh(mean))
-    kept = gap_keep(squashed, torch.as_tensor(obs["opponent_grid"], device=mean.device),
-                    torch.as_tensor(obs["proprio"], device=mean.device))
+    kept = agent.keep_gap(squashed, obs)
     capped = kept[:, 1] < squashed[:, 1]
     out = mean.clone()
     out[capped, 1] = torch.atanh(agent._from_env_action(kept)[capped, 1].clamp(-0.999, 0.999))

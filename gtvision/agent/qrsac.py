@@ -155,11 +155,15 @@ class QRSACAgent:
         """
         features, hidden = self.step_features(obs, hidden)
         action, _ = self.actor.sample(features, deterministic=eval_mode)
-        action = self._to_env_action(action)
-        if self.config.gap_keeper:
-            action = gap_keep(action, torch.as_tensor(obs["opponent_grid"], device=action.device),
-                              torch.as_tensor(obs["proprio"], device=action.device))
-        return action.cpu().numpy(), hidden
+        return self.keep_gap(self._to_env_action(action), obs).cpu().numpy(), hidden
+
+    def keep_gap(self, action: torch.Tensor, obs: Mapping[str, np.ndarray]) -> torch.Tensor:
+        """``action`` (N, A) in the action space's units through the agent's gap keeper
+        (:func:`gtvision.agent.shield.gap_keep`) when ``config.gap_keeper``; as it is otherwise."""
+        if not self.config.gap_keeper:
+            return action
+        return gap_keep(action, torch.as_tensor(obs["opponent_grid"], device=action.device),
+                        torch.as_tensor(obs["proprio"], device=action.device))
 
     def step_features(self, obs: Mapping[str, np.ndarray] | np.ndarray,
                       hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,27 +5,19 @@ torch.set_num_threads(1)
 from gtvision.evaluation import race_envs
 from gtvision.agent.rollout import Rollout
 from gtvision.rewards import TERM_NAMES
+import gtvision.agent.shield as shield
 W = {"progress": 1, "off_course": 10, "wall": 20, "car_velocity": 0.5, "car_fixed": 6, "overtaking": 3, "steering_change": 0.5, "steering_history": 5}
 ck, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-L, WID = 4.18, 1.95
 
 class GapKeeper:
-    def __init__(self, inner, g0, kc, ka): self.inner, self.g0, self.kc, self.ka = inner, g0, kc, ka; self.device = inner.device; self.hits = 0
+    """The layer of gtvision.agent.shield (once this diagnostic's own code, now the package's) with hold gap g0 (m),
+    closing gain kc (m/s per m) and acceleration gain ka around any policy; counts the steps it capped."""
+    def __init__(self, inner, g0, kc, ka): self.inner = inner; self.device = inner.device; self.hits = 0; shield.GAP_HOLD_M, shield.GAP_GAIN, shield.GAP_ACC_GAIN = g0, kc, ka
     def act(self, obs, hidden, eval_mode=False):
         a, h = self.inner.act(obs, hidden, eval_mode=eval_mode)
-        g = np.asarray(obs["opponent_grid"])[:, :7]
-        ego_ax = np.asarray(obs["proprio"])[:, 3]
-        present = np.abs(g).sum(-1) > 0
-        gap = g[..., 0] - L
-        inlane = present & (g[..., 0] > 0) & (np.abs(g[..., 1]) < WID + 0.3) & (gap < 3.0)
-        closing = -g[..., 2]
-        cmax = self.kc * (gap - self.g0)
-        a_des = (g[..., 4] + ego_ax[:, None]) + self.ka * (cmax - closing)
-        cap = np.where(inlane, np.clip(a_des / 8.0, -1, 1), 1.0).min(-1)
-        a = np.asarray(a).copy()
-        self.hits += int((cap < a[:, 1]).sum())
-        a[:, 1] = np.minimum(a[:, 1], cap)
-        return a, h
+        kept = shield.gap_keep(torch.as_tensor(a), torch.as_tensor(obs["opponent_grid"]), torch.as_tensor(obs["proprio"])).numpy()
+        self.hits += int((kept[:, 1] < a[:, 1]).sum())
+        return kept, h
     def __getattr__(self, k): return getattr(self.inner, k)
 
 modes = {"policy": None}
