@@ -229,15 +229,36 @@ def save_networks(run_dir: str | os.PathLike, epoch: int, networks: dict[str, di
     return _write_checkpoint(run_dir, epoch, write, {"env_steps": env_steps, "replay": False, **(meta or {})})
 
 
+def _check_layers(layers: dict, run_dir: Path) -> dict:
+    """``layers`` with the ``agent.`` prefix dropped, checked: only ``AgentConfig.SAFETY_LAYERS``, values the
+    agent's configuration accepts, and an agent that can hold them (``ValueError`` otherwise)."""
+    import dataclasses
+
+    from .agent.config import AgentConfig
+
+    out = {k.removeprefix("agent."): v for k, v in layers.items()}
+    bad = sorted(set(out) - set(AgentConfig.SAFETY_LAYERS))
+    if bad:
+        raise ValueError(f"export changes only the safety layers (agent.{', agent.'.join(AgentConfig.SAFETY_LAYERS)}), "
+                         f"not {', '.join(bad)}: the networks were trained with the rest")
+    agent = dataclasses.replace(run_preset(run_dir).agent, **out)   # the field checks
+    if agent.actor_keys is not None:  # (None: the actor reads every key, so any layer's inputs)
+        agent.check_layers(agent.actor_keys)
+    return out
+
+
 def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",),
-           optional: tuple[str, ...] = ()) -> Path:
+           optional: tuple[str, ...] = (), layers: dict | None = None) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
     configuration and resolved preset, and where it was exported from) and ``out/checkpoints/<epoch>/`` holding
     only the networks named in ``parts`` (of the agent's state: 'actor', 'critics', ...) -- no optimisers, no
     environments, no replay; the parts named in ``optional`` too where the checkpoint holds them (a DAgger round
-    holds its actor only). Refuses an ``out`` that already holds a run."""
+    holds its actor only). ``layers``: safety-layer settings (``{"side_keeper": True, ...}``, fields of
+    ``AgentConfig.SAFETY_LAYERS``) the exported agent races with instead of its run's, recorded as
+    ``exported_from.layers``. Refuses an ``out`` that already holds a run."""
     path, run_dir = resolve(path)
+    layers = _check_layers(layers or {}, run_dir)
     out = Path(out)
     if (out / CONFIG).exists():
         raise FileExistsError(f"{out} already holds a run ({CONFIG}); choose another --out")
@@ -247,7 +268,12 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
         raise ValueError(f"checkpoint {path} has no {', '.join(missing)}; it has: {', '.join(state['agent'])}")
     parts = tuple(parts) + tuple(p for p in optional if p in state["agent"] and p not in parts)
     config = read_run_config(run_dir)
-    config["exported_from"] = {"run": str(run_dir), "checkpoint": path.name, "parts": list(parts)}
+    earlier = config.pop("exported_from", None)   # an export of an export keeps where the first came from
+    config["exported_from"] = {"run": str(run_dir), "checkpoint": path.name, "parts": list(parts),
+                               **({"earlier": earlier} if earlier else {})}
+    if layers:
+        config["preset"]["agent"].update(layers)
+        config["exported_from"]["layers"] = layers
     meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}
     final = save_networks(out, checkpoint_epoch(path), {p: state["agent"][p] for p in parts},
                           state.get("env_steps") or 0, {**meta, "replay": False, "exported": True})

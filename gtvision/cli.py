@@ -221,15 +221,16 @@ def cmd_video(args) -> int:
 def cmd_export(args) -> int:
     from .checkpoints import TEACHER_PARTS
 
-    return _export(args.checkpoint, args.out, TEACHER_PARTS if args.with_critics else ("actor",))
+    return _export(args.checkpoint, args.out, TEACHER_PARTS if args.with_critics else ("actor",),
+                   layers=_key_values(args.set, "--set"))
 
 
-def _export(checkpoint, out, parts: tuple[str, ...], optional: tuple[str, ...] = ()) -> int:
+def _export(checkpoint, out, parts: tuple[str, ...], optional: tuple[str, ...] = (), layers: dict | None = None) -> int:
     import json
 
     from .checkpoints import CONFIG, export
 
-    final = export(checkpoint, out, parts, optional)
+    final = export(checkpoint, out, parts, optional, layers)
     parts = json.loads((Path(out) / CONFIG).read_text())["exported_from"]["parts"]
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     print(f"{checkpoint} -> {final} ({size / 2**20:.1f} MiB: {', '.join(parts)} and the run's configuration)")
@@ -439,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--with-critics", action="store_true",
                    help="keep the critics, their targets and the entropy coefficient too (a teacher for "
                         "`gtvision train --teacher`, whose student adopts them); default: the actor only")
+    x.add_argument("--set", action="append", default=[], metavar="agent.FIELD=VALUE",
+                   help="race with a safety layer changed (agent.gap_keeper, agent.gap_hold_m, agent.gap_look_m, "
+                        "agent.side_keeper), e.g. --set agent.side_keeper=true; nothing the networks compute")
     x.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="drive an evaluation race yourself from the agent's view (pygame window)")

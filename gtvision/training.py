@@ -101,6 +101,10 @@ class RunConfig:
     """A checkpoint (or run directory) of a privileged agent whose policy the actor first learns by DAgger
     (``train.distill_rounds`` rounds, ``gtvision.agent.distill``), whose critics then start the RL when they read
     what the learner's do; None: RL alone (the paper)."""
+    init: str | None = None
+    """A checkpoint (or run directory) whose networks the learner starts from (fine-tuning): its actor, and its
+    critics with their targets and entropy coefficient where they read what the learner's do (else fresh ones);
+    the replay and the optimisers start empty. None: fresh networks."""
     overrides: dict = dataclasses.field(default_factory=dict)
     """Preset fields to change, ``{"train.updates_per_epoch": 200, "agent.gamma": 0.99, ...}``
     (sections ``agent``, ``replay``, ``train``: ``gtvision.agent.config``)."""
@@ -110,6 +114,9 @@ class RunConfig:
                             "eval_episodes": ">=0", "threads": ">=1", "checkpoint_every": ">=0",
                             "keep_checkpoints": ">=1"},
                      {**RUN_CHOICES, "scenario": SCENARIO_NAMES + (None,)}, section="run")
+        if self.init is not None and self.teacher is not None:
+            raise ValueError(f"--init {self.init} and --teacher {self.teacher}: give one (a teacher's student starts "
+                             "from its distilled actor)")
         if self.max_minutes == 0 and self.teacher is None:
             raise ValueError("run.max_minutes=0 trains nothing; it is for a run with a teacher (--teacher), whose "
                              "distillation then is the whole training")
@@ -168,6 +175,11 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
                       f"({', '.join(changed)}); the run goes on with the preset it recorded", stacklevel=2)
         preset = saved_preset
     _check_teacher(config, preset, reward is not None)
+    if config.init is not None:
+        if preset.train.reset_epoch is not None:
+            raise ValueError(f"--init {config.init}: the network reset at epoch {preset.train.reset_epoch} would "
+                             "discard the networks it starts from; give --set train.reset_epoch=null")
+        checkpoints.resolve(config.init)  # refuse what is not a checkpoint before anything is built
     num_envs = config.num_envs or preset.train.num_envs
     env_kwargs = env_kwargs_for(env_id, config.env_kwargs, preset.agent)  # no image rendered that none reads
     if config.backend == "ray":
@@ -199,6 +211,8 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
         write_atomic(out / checkpoints.CONFIG, json.dumps(
             {"run": dataclasses.asdict(config), "env_id": env_id, "num_envs": num_envs, "epochs": epochs,
              "demo_seconds": demo_seconds, "preset": preset.to_dict()}, indent=2, default=str))
+    if config.init is not None and checkpoint is None:
+        _init_networks(config, trainer, out)
     if config.teacher is not None and checkpoint is None:
         _distill(config, preset, trainer, env_id, env_kwargs, num_envs, out, progress)
         if config.checkpoint_every:  # the distilled agent, before any RL (epoch 0)
@@ -284,6 +298,24 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
     saved = json.loads((out / checkpoints.CONFIG).read_text())
     saved.update(distill_seconds=time.perf_counter() - t0, teacher_critics_adopted=adopted,
                  teacher_checkpoint=str(path))
+    write_atomic(out / checkpoints.CONFIG, json.dumps(saved, indent=2, default=str))
+
+
+def _init_networks(config: RunConfig, trainer, out: Path):
+    """The learner's actor (and its critics where they fit) from ``config.init``; ``ValueError`` when the actor's
+    shape differs. Records ``init_checkpoint`` and ``init_critics_adopted`` in ``config.json``."""
+    from .agent.distill import adopt_critics
+
+    path, run_dir = checkpoints.resolve(config.init)
+    state = checkpoints.load_state(path, map_location=config.device)["agent"]
+    try:
+        trainer.agent.actor.load_state_dict(state["actor"])
+    except RuntimeError as e:
+        raise ValueError(f"--init {path}: its actor does not fit this run's (variant {config.variant!r}, "
+                         f"preset {config.preset!r}): {e}") from e
+    adopted = adopt_critics(trainer.agent, state, checkpoints.run_preset(run_dir).agent)
+    saved = json.loads((out / checkpoints.CONFIG).read_text())
+    saved.update(init_checkpoint=str(path), init_critics_adopted=adopted)
     write_atomic(out / checkpoints.CONFIG, json.dumps(saved, indent=2, default=str))
 
 

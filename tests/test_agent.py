@@ -561,6 +561,14 @@ def test_the_gap_keeper_caps_the_throttle_only_when_closing_on_a_car_ahead_in_la
     # the ceiling: (a_ahead + a_self + 2 (1.5 (0.5 - 0.4) - 3)) / 8 = -0.7125
     assert float(out[0, 1]) == pytest.approx(-0.7125) and torch.equal(out[1:], action[1:])
     assert torch.equal(out[:, 0], action[:, 0])               # steering is never touched
+    # a stricter keeper (hold 1 m, look 9 m): the ceiling (0 + 0 + 2 (1.5 (0.5 - 1) - 3)) / 8 = -0.9375, and the
+    # car 8 m ahead is watched too: 2 (1.5 (8 - 1) - 3) / 8 > 1, no cap
+    strict = gap_keep(action, grid, torch.zeros(4, 18), hold_m=1.0, look_m=9.0)
+    assert float(strict[0, 1]) == pytest.approx(-0.9375) and torch.equal(strict[1:], action[1:])
+    fast = grid.clone()
+    fast[2, 0, 2] = -12.0                                      # ... closing at 12 m/s: 2 (10.5 - 12) / 8 = -0.375
+    assert float(gap_keep(action, fast, torch.zeros(4, 18), hold_m=1.0, look_m=9.0)[2, 1]) == pytest.approx(-0.375)
+    assert torch.equal(gap_keep(action, fast, torch.zeros(4, 18))[2], action[2])   # beyond the default 3 m
     agent, _ = make_agent("gt_sophy")
     obs = {k: np.zeros((4, *s.shape), s.dtype) for k, s in OBS_SPACE.spaces.items()}
     obs["opponent_grid"] = grid.numpy()
@@ -570,3 +578,32 @@ def test_the_gap_keeper_caps_the_throttle_only_when_closing_on_a_car_ahead_in_la
     assert kept[0, 1] == pytest.approx(min(plain[0, 1], -0.7125)) and np.array_equal(kept[1:], plain[1:])
     with pytest.raises(ValueError, match="opponent_grid"):   # the vision actor reads no privileged features
         make_agent("asymmetric", gap_keeper=True)
+
+
+def test_the_side_keeper_steers_away_only_from_a_car_alongside_closing_too_fast():
+    from gtvision.agent.shield import side_keep
+
+    grid = torch.zeros(5, 14, 6)
+    grid[0, 0, :4] = torch.tensor([1.0, 1.95 + 0.6, 0.0, -1.0])    # on the left, 0.6 m apart, closing at 1 m/s
+    grid[1, 7, :4] = torch.tensor([-2.0, -(1.95 + 0.6), 0.0, 1.0])  # its mirror on the right, a car behind
+    grid[2, 0, :4] = torch.tensor([1.0, 1.95 + 0.6, 0.0, 1.0])     # on the left, opening: untouched
+    grid[3, 0, :4] = torch.tensor([6.0, 1.95 + 0.6, 0.0, -1.0])    # ahead, not overlapping: untouched
+    grid[4, 0, :4] = torch.tensor([1.0, 1.95 + 3.0, 0.0, -1.0])    # 3 m apart: untouched
+    action = torch.tensor([[0.8, 0.5]] * 5)
+    out = side_keep(action, grid)
+    # the excess: 1 - 2 (0.6 - 0.5) = 0.8 m/s, the bound -0.6 * 0.8 = -0.48
+    assert float(out[0, 0]) == pytest.approx(-0.48)
+    assert float(side_keep(-action, grid)[1, 0]) == pytest.approx(0.48)   # mirrored: steer left
+    assert torch.equal(out[2:], action[2:]) and torch.equal(out[:, 1], action[:, 1])   # throttle untouched
+    both = grid[:1].clone()
+    both[0, 7, :4] = torch.tensor([-1.0, -(1.95 + 0.6), 0.0, 1.0])   # closing from both sides: the midpoint
+    assert float(side_keep(action[:1], both)[0, 0]) == pytest.approx(0.0, abs=1e-6)
+    agent, _ = make_agent("gt_sophy")
+    obs = {k: np.zeros((5, *s.shape), s.dtype) for k, s in OBS_SPACE.spaces.items()}
+    obs["opponent_grid"] = grid.numpy()
+    plain, _ = agent.act(obs, agent.initial_hidden(5), eval_mode=True)
+    agent.config = dataclasses.replace(agent.config, side_keeper=True)
+    kept, _ = agent.act(obs, agent.initial_hidden(5), eval_mode=True)
+    assert kept[0, 0] == pytest.approx(min(plain[0, 0], -0.48)) and np.array_equal(kept[2:], plain[2:])
+    with pytest.raises(ValueError, match="side_keeper"):   # the vision actor reads no privileged features
+        make_agent("asymmetric", side_keeper=True)

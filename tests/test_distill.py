@@ -320,3 +320,22 @@ def test_a_teacher_with_a_gap_keeper_labels_its_shielded_policy():
     assert np.tanh(kept.labels[0, 1]) == pytest.approx(-0.7125, abs=1e-4)              # ... in the label's mean
     np.testing.assert_allclose(kept.labels[1], plain.labels[1])                       # the clear road: untouched
     np.testing.assert_allclose(kept.labels[:, [0, 2, 3]], plain.labels[:, [0, 2, 3]])  # steering, spreads
+
+
+def test_a_teacher_with_a_side_keeper_labels_its_bounded_steering():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, _ = _agents(envs)
+    obs, _ = envs.reset(seed=0)
+    grid = np.zeros_like(obs["opponent_grid"])
+    grid[0, 0, :4] = [1.0, 1.95 + 0.6, 0.0, -1.0]  # race 0: a car alongside on the left closing at 1 m/s
+    obs = {**obs, "opponent_grid": grid}
+    plain = TeacherStudent(teacher, student, "teacher")
+    action, _ = plain.act(obs, plain.initial_hidden(2))
+    teacher.config = dataclasses.replace(teacher.config, side_keeper=True)
+    kept = TeacherStudent(teacher, student, "teacher")
+    kept_action, _ = kept.act(obs, kept.initial_hidden(2))
+    bound = min(float(action[0, 0]), -0.48)                     # -0.6 (1 - 2 (0.6 - 0.5))
+    assert kept_action[0, 0] == pytest.approx(bound, abs=1e-4)
+    assert np.tanh(kept.labels[0, 0]) == pytest.approx(bound, abs=1e-4)
+    np.testing.assert_allclose(kept.labels[1], plain.labels[1])                       # the clear road: untouched
+    np.testing.assert_allclose(kept.labels[:, 1:], plain.labels[:, 1:])               # throttle, spreads

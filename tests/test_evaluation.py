@@ -287,3 +287,52 @@ def test_the_committed_gap_keeper_agent_races_with_its_layer_on():
     race = evaluate(agent, "tokyo", episodes=1, seed=10_002, laps=1, progress=False)
     assert race["variant"].iloc[0] == "gt_sophy"
     assert race["finished"].iloc[0] and race["place"].iloc[0] < 20
+
+
+def test_the_committed_shielded_agent_races_with_both_layers_on():
+    """papermill_runs/agents/tokyo_gt_sophy_shielded (the gap keeper agent's networks exported with the side keeper on
+    and a stricter gap keeper, `gtvision export --set`): its configuration holds the layers, and a one-lap race from
+    the back of the grid it finishes ahead of P20."""
+    from pathlib import Path
+
+    agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_gt_sophy_shielded"
+    config = checkpoints.run_preset(agent).agent
+    assert config.gap_keeper and config.side_keeper and (config.gap_hold_m, config.gap_look_m) == (1.0, 5.0)
+    race = evaluate(agent, "tokyo", episodes=1, seed=10_002, laps=1, progress=False)
+    assert race["finished"].iloc[0] and race["place"].iloc[0] < 20
+
+
+def test_an_agent_exported_with_a_safety_layer_races_with_it(tmp_path, capsys):
+    """`gtvision export --set agent.side_keeper=true ...` changes only the safety layers an agent races with: the
+    same networks, the layers in its configuration (and in where it came from); a field the networks compute with,
+    or a layer that its actor cannot read, is refused."""
+    from gtvision import cli
+
+    env = {"num_opponents": 1, "max_time_s": 2.0}
+    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=64, seed=4,
+                             env_kwargs=env), tmp_path / "run", progress=False)
+    first, shielded = tmp_path / "agents" / "plain", tmp_path / "agents" / "shielded"
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(first)]) == 0
+    assert cli.main(["export", "--checkpoint", str(first), "--out", str(shielded), "--set", "agent.side_keeper=true",
+                     "--set", "agent.gap_keeper=true", "--set", "agent.gap_hold_m=1.0"]) == 0
+    agent = checkpoints.run_preset(shielded).agent
+    assert agent.side_keeper and agent.gap_keeper and agent.gap_hold_m == 1.0 and agent.gap_look_m == 3.0
+    saved = json.loads((shielded / "config.json").read_text())["exported_from"]
+    assert saved["layers"] == {"side_keeper": True, "gap_keeper": True, "gap_hold_m": 1.0}
+    assert saved["earlier"]["run"] == str(run)                  # an export of an export: where it first came from
+    (a,), (b,) = (list((d / "checkpoints").iterdir()) for d in (first, shielded))
+    actors = [torch.load(c / "trainer.pt", weights_only=False)["agent"]["actor"] for c in (a, b)]
+    assert all(torch.equal(actors[0][k], actors[1][k]) for k in actors[0])
+    assert len(evaluate(shielded, "tokyo", episodes=1, seed=0, laps=1, progress=False)) == 1
+    capsys.readouterr()
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "x"),
+                     "--set", "agent.hidden_size=8"]) == 2
+    assert "only the safety layers" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "y"),
+                     "--set", "agent.gap_hold_m=-1"]) == 2
+    assert "gap_hold_m" in capsys.readouterr().err
+    vision, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, env_kwargs=env),
+                      tmp_path / "vision", progress=False)
+    assert cli.main(["export", "--checkpoint", str(vision), "--out", str(tmp_path / "z"),
+                     "--set", "agent.side_keeper=true"]) == 2
+    assert "needs an actor that reads ['opponent_grid']" in capsys.readouterr().err

@@ -266,3 +266,30 @@ def test_a_resumed_run_trains_on_with_the_preset_it_recorded_even_if_the_preset_
         _, rest = train(dataclasses.replace(config, total_steps=3 * 64), tmp_path / "run", progress=False, resume=True)
     recorded = smoke()[2].updates_per_epoch  # 2 updates an epoch, not the 7 the preset now names
     assert rest[-1]["epoch"] == 3 and rest[-1]["charts/updates"] == 3 * recorded
+
+
+def test_a_run_with_init_starts_from_a_checkpoints_networks(tmp_path):
+    from gtvision.checkpoints import complete_checkpoints, load_state
+
+    env = {"num_opponents": 2, "max_time_s": 3.0, "start_speed_mps": 20.0}
+    base, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=128, env_kwargs=env,
+                              seed=1), tmp_path / "base", progress=False)
+    start = load_state(complete_checkpoints(base)[-1])["agent"]
+    # no update (the replay never holds learning_starts): the run's networks are the checkpoint's, not fresh ones
+    out, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=64, env_kwargs=env,
+                             seed=2, init=str(base), overrides={"train.reset_epoch": None,
+                                                                "train.learning_starts": 10 ** 6}),
+                   tmp_path / "tuned", progress=False)
+    end = load_state(complete_checkpoints(out)[-1])["agent"]
+    for part in ("actor", "critics", "critic_targets"):
+        assert all(torch.equal(start[part][k], end[part][k]) for k in start[part]), part
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["init_critics_adopted"] is True and saved["init_checkpoint"].endswith(complete_checkpoints(base)[-1].name)
+    with pytest.raises(ValueError, match="its actor does not fit"):   # a vision actor from a privileged one
+        train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, env_kwargs=env, init=str(base),
+                        overrides={"train.reset_epoch": None}), tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="reset at epoch 2 would discard"):
+        train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=64, env_kwargs=env,
+                        init=str(base)), tmp_path / "y", progress=False)
+    with pytest.raises(ValueError, match="give one"):
+        RunConfig(scenario="tokyo", preset="smoke", init=str(base), teacher=str(base))

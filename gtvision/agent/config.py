@@ -164,6 +164,14 @@ class AgentConfig:
     throttle when closing on a car ahead in lane, in training and in racing; only for an actor that reads
     ``opponent_grid`` and ``proprio`` (the gt_sophy variant's: the layer reads privileged features). Paper: none, a
     safety layer of ours (off by default, see the module)."""
+    gap_hold_m: float = 0.4
+    """The gap keeper's gap (m, bumper to bumper) it holds when it acts (:data:`gtvision.agent.shield.GAP_HOLD_M`)."""
+    gap_look_m: float = 3.0
+    """The gap keeper watches the cars in lane whose gap (m) is below this (:data:`gtvision.agent.shield.GAP_LOOK_M`)."""
+    side_keeper: bool = False
+    """True: the actor's steering delta passes through a side keeper (:func:`gtvision.agent.shield.side_keep`) that
+    steers away from a car alongside when the lateral gap closes too fast, in training and in racing; only for an
+    actor that reads ``opponent_grid`` (privileged). Paper: none, a safety layer of ours (off by default)."""
     vector_transform: str = "scaled"
     """Applied to every vector observation before the networks: 'scaled' (a feature with finite bounds in the
     observation space mapped to [-1, 1] by them, the others symlog), 'symlog' (sign(x) log(1 + |x|), as
@@ -177,13 +185,26 @@ class AgentConfig:
             "image_embed": ">=1", "hidden_size": ">=1", "actor_width": ">=1", "actor_depth": ">=0",
             "critic_width": ">=1", "critic_depth": ">=0", "critic_trunk": ">=0", "num_quantiles": ">=1", "kappa": ">0", "gamma": "(0,1]",
             "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0", "tau": "(0,1]",
-            "max_shift_px": ">=0"}, {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean")})
+            "max_shift_px": ">=0", "gap_hold_m": ">=0", "gap_look_m": ">0"}, {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean")})
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"agent.log_std_min={self.log_std_min} must be below agent.log_std_max="
                              f"{self.log_std_max}")
         if not (len(self.cnn_channels) == len(self.cnn_kernels) == len(self.cnn_strides)):
             raise ValueError(f"cnn_channels {self.cnn_channels}, cnn_kernels {self.cnn_kernels} and "
                              f"cnn_strides {self.cnn_strides} must have the same length")
+
+    SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper")
+    """The fields that set the safety layers (:mod:`gtvision.agent.shield`) around the actor's action and nothing
+    the networks compute: an exported agent may race with them changed (``gtvision export --set``)."""
+    LAYER_READS = {"gap_keeper": ("opponent_grid", "proprio"), "side_keeper": ("opponent_grid",)}
+    """What each safety layer reads, which the actor must read too (privileged features: not the vision actor)."""
+
+    def check_layers(self, actor_reads) -> None:
+        """``ValueError`` when a safety layer is on whose inputs are not all in ``actor_reads``."""
+        for flag, needs in self.LAYER_READS.items():
+            if getattr(self, flag) and not set(needs) <= set(actor_reads):
+                raise ValueError(f"agent.{flag}=True needs an actor that reads {sorted(needs)} (a privileged one, as "
+                                 f"the gt_sophy variant's); this one reads {sorted(actor_reads)}")
 
     def reads(self, key: str) -> bool:
         """Whether the actor or a critic reads observation ``key`` (keys None: the actor reads every key, the

@@ -82,7 +82,7 @@ class TeacherStudent:
         hs = self.student.hidden_size
         t_mean, t_log_std, t_hidden = _policy(self.teacher, obs, hidden[:, hs:].to(self.teacher.device))
         s_mean, s_log_std, s_hidden = _policy(self.student, obs, hidden[:, :hs])
-        if self.teacher.config.gap_keeper:  # the teacher's layer is part of its policy: the label holds it
+        if self.teacher.config.gap_keeper or self.teacher.config.side_keeper:  # its layers are part of its policy
             t_mean = shielded_mean(t_mean, obs, self.teacher)
         self.labels = torch.cat([t_mean, t_log_std], -1).cpu().numpy()
         mean = t_mean.to(self.device) if self.driver == "teacher" else s_mean
@@ -94,14 +94,13 @@ class TeacherStudent:
 
 
 def shielded_mean(mean: torch.Tensor, obs, agent: QRSACAgent) -> torch.Tensor:
-    """A pre-tanh Gaussian mean (n, A) whose squashed action passes ``agent``'s gap keeper
-    (:meth:`QRSACAgent.keep_gap`): the throttle's mean lowered to the layer's ceiling where it caps."""
+    """A pre-tanh Gaussian mean (n, A) whose squashed action passes ``agent``'s safety layers
+    (:meth:`QRSACAgent.keep_gap`): each component the layers move (the throttle capped by the gap keeper, the
+    steering delta bounded by the side keeper) set to the layer's value."""
     squashed = agent._to_env_action(torch.tanh(mean))
     kept = agent.keep_gap(squashed, obs)
-    capped = kept[:, 1] < squashed[:, 1]
-    out = mean.clone()
-    out[capped, 1] = torch.atanh(agent._from_env_action(kept)[capped, 1].clamp(-0.999, 0.999))
-    return out
+    moved = kept != squashed
+    return torch.where(moved, torch.atanh(agent._from_env_action(kept).clamp(-0.999, 0.999)), mean)
 
 
 def gaussian_kl(t_mean: torch.Tensor, t_log_std: torch.Tensor, mean: torch.Tensor,

@@ -20,7 +20,7 @@ from torch import nn
 from .augment import random_shift
 from .config import AgentConfig
 from .networks import Actor, QuantileCritic, as_dict_space
-from .shield import gap_keep
+from .shield import gap_keep, side_keep
 
 
 def quantile_midpoints(n: int, device=None) -> torch.Tensor:
@@ -86,9 +86,7 @@ class QRSACAgent:
             raise TypeError(f"action space {action_space} is not a 1-d Box")
         self.observation_space = as_dict_space(observation_space)
         actor_reads = set(self.observation_space.spaces if config.actor_keys is None else config.actor_keys)
-        if config.gap_keeper and not {"opponent_grid", "proprio"} <= actor_reads & set(self.observation_space.spaces):
-            raise ValueError(f"agent.gap_keeper=True needs an actor that reads 'opponent_grid' and 'proprio' (a "
-                             f"privileged one, as the gt_sophy variant's); this one reads {sorted(actor_reads)}")
+        config.check_layers(actor_reads & set(self.observation_space.spaces))
         self.obs_is_dict = isinstance(observation_space, spaces.Dict)
         self.action_space, self.config, self.device = action_space, config, torch.device(device)
         self.burn_in = burn_in
@@ -158,12 +156,16 @@ class QRSACAgent:
         return self.keep_gap(self._to_env_action(action), obs).cpu().numpy(), hidden
 
     def keep_gap(self, action: torch.Tensor, obs: Mapping[str, np.ndarray]) -> torch.Tensor:
-        """``action`` (N, A) in the action space's units through the agent's gap keeper
-        (:func:`gtvision.agent.shield.gap_keep`) when ``config.gap_keeper``; as it is otherwise."""
-        if not self.config.gap_keeper:
-            return action
-        return gap_keep(action, torch.as_tensor(obs["opponent_grid"], device=action.device),
-                        torch.as_tensor(obs["proprio"], device=action.device))
+        """``action`` (N, A) in the action space's units through the agent's safety layers: the gap keeper
+        (:func:`gtvision.agent.shield.gap_keep`) when ``config.gap_keeper``, the side keeper
+        (:func:`gtvision.agent.shield.side_keep`) when ``config.side_keeper``; as it is otherwise."""
+        if self.config.gap_keeper:
+            action = gap_keep(action, torch.as_tensor(obs["opponent_grid"], device=action.device),
+                              torch.as_tensor(obs["proprio"], device=action.device), self.config.gap_hold_m,
+                              self.config.gap_look_m)
+        if self.config.side_keeper:
+            action = side_keep(action, torch.as_tensor(obs["opponent_grid"], device=action.device))
+        return action
 
     def step_features(self, obs: Mapping[str, np.ndarray] | np.ndarray,
                       hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
