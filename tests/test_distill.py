@@ -339,3 +339,74 @@ def test_a_teacher_with_a_side_keeper_labels_its_bounded_steering():
     assert np.tanh(kept.labels[0, 0]) == pytest.approx(bound, abs=1e-4)
     np.testing.assert_allclose(kept.labels[1], plain.labels[1])                       # the clear road: untouched
     np.testing.assert_allclose(kept.labels[:, 1:], plain.labels[:, 1:])               # throttle, spreads
+
+
+def _seen_shield_student(envs, seed=0):
+    """A smoke vision student with a seen shield, and a teacher with both safety layers."""
+    student, teacher, preset = _agents(envs, seed)
+    config = dataclasses.replace(preset.agent, seen_shield=True)
+    student = QRSACAgent(envs.single_observation_space, envs.single_action_space, config, burn_in=preset.replay.burn_in)
+    teacher.config = dataclasses.replace(teacher.config, gap_keeper=True, side_keeper=True)
+    return student, teacher, preset
+
+
+def test_a_seen_shield_learns_the_teachers_layers_bounds_and_its_policy_the_unshielded_mean():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, preset = _seen_shield_student(envs)
+    obs, _ = envs.reset(seed=0)
+    grid = np.zeros_like(obs["opponent_grid"])
+    grid[0, 0, :3] = [4.18 + 0.5, 0.0, -3.0]  # race 0: closing fast on a car just ahead in lane; race 1: clear road
+    obs = {**obs, "opponent_grid": grid, "proprio": np.zeros_like(obs["proprio"])}
+    driver = TeacherStudent(teacher, student, "teacher")
+    action, _ = driver.act(obs, driver.initial_hidden(2))
+    assert action[0, 1] == pytest.approx(-0.7125, abs=1e-4)                  # the teacher drives through its layers
+    assert driver.labels.shape == (2, 2 * 2 + 3)
+    assert np.tanh(driver.labels[0, 1]) > 0.5                                 # the label: its policy, unshielded
+    np.testing.assert_allclose(driver.labels[:, 4:], [[-0.7125, -1, 1], [1, -1, 1]], atol=1e-4)  # and the bounds
+    with pytest.raises(ValueError, match="learns its teacher's safety layers; this teacher has none"):
+        TeacherStudent(_agents(envs)[1], student, "teacher")
+
+
+def test_a_seen_shield_is_trained_by_distillation_and_bounds_the_students_action():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, preset = _seen_shield_student(envs)
+    buf = _teacher_buffer(student, teacher, envs, preset, 24)
+    batch = buf.sample()
+    with torch.no_grad():  # a teacher whose layers always cap the throttle at -0.5 (a fixed target to learn)
+        batch["labels"][..., 4:] = torch.tensor([-0.5, -1.0, 1.0])
+    opt = torch.optim.Adam(student.actor.parameters(), lr=3e-3)
+    _, before = distill_mod.distill_terms(student, batch)
+    for _ in range(60):
+        loss = distill_loss(student, batch, shield_weight=10.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _, after = distill_mod.distill_terms(student, batch)
+    assert float(after.detach()) < 0.1 * float(before.detach())
+    # the student acts through the bounds its head reads off its own view: the throttle capped near -0.5
+    obs, _ = envs.reset(seed=3)
+    action, _ = student.act(obs, student.initial_hidden(2), eval_mode=True)
+    features, _ = student.step_features(obs, student.initial_hidden(2))
+    ceiling = student.actor.shield_bounds(features)[:, 0].detach().numpy()
+    assert np.all(action[:, 1] <= ceiling + 1e-6) and np.all(ceiling < -0.3)
+    # ... and reads neither course points nor opponents: the privileged features change, its action does not
+    moved = {**obs, "opponent_grid": obs["opponent_grid"] + 5.0, "course_points": obs["course_points"] + 5.0}
+    np.testing.assert_array_equal(student.act(moved, student.initial_hidden(2), eval_mode=True)[0], action)
+
+
+def test_the_layers_bounds_reproduce_the_gap_and_side_keepers():
+    from gtvision.agent.shield import gap_keep, keep_bounds, layer_bounds, side_keep
+    g = torch.Generator().manual_seed(0)
+    grid = torch.randn(256, 14, 6, generator=g) * torch.tensor([4.0, 2.5, 3.0, 1.5, 2.0, 1.0])
+    grid[torch.rand(256, 14, generator=g) < 0.5] = 0.0  # empty rows
+    proprio = torch.randn(256, 18, generator=g)
+    action = torch.rand(256, 2, generator=g) * 2 - 1
+    for gap, side in [(True, False), (False, True), (True, True)]:
+        want = action
+        if gap:
+            want = gap_keep(want, grid, proprio, 1.0, 5.0)
+        if side:
+            want = side_keep(want, grid)
+        got = keep_bounds(action, layer_bounds(grid, proprio, gap, side, 1.0, 5.0))
+        torch.testing.assert_close(got, want)
+        assert (got != action).any()

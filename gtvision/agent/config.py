@@ -172,6 +172,13 @@ class AgentConfig:
     """True: the actor's steering delta passes through a side keeper (:func:`gtvision.agent.shield.side_keep`) that
     steers away from a car alongside when the lateral gap closes too fast, in training and in racing; only for an
     actor that reads ``opponent_grid`` (privileged). Paper: none, a safety layer of ours (off by default)."""
+    seen_shield: bool = False
+    """True: the actor has a second head on its own features (image and proprio through its GRU), which predicts the
+    bounds a privileged teacher's safety layers set (:func:`gtvision.agent.shield.layer_bounds`: the gap keeper's
+    throttle ceiling, the side keeper's steering bounds), learnt in DAgger from a teacher with layers, and its
+    action passes through them (:func:`gtvision.agent.shield.keep_bounds`) in training and in racing. The actor's
+    mean then learns the teacher's policy without its layers. Paper: none (ours, off by default): the vision
+    actor cannot read the privileged layers' inputs, so it learns to see what they see."""
     vector_transform: str = "scaled"
     """Applied to every vector observation before the networks: 'scaled' (a feature with finite bounds in the
     observation space mapped to [-1, 1] by them, the others symlog), 'symlog' (sign(x) log(1 + |x|), as
@@ -296,6 +303,9 @@ class TrainConfig:
     mean (DAgger's loss); p > 1 weighs the states it imitates worst more, each by ``KL^(p-1)`` (ours: the
     unfinished races of the distilled agent begin at rare states where its action is far from the teacher's, a
     deadlock it does not steer out of, a braking point in traffic it misses; README, "The vision agent")."""
+    distill_shield_weight: float = 10.0
+    """With a seen shield (``AgentConfig.seen_shield``), the weight of its loss (the mean squared error of its bounds
+    against the teacher's layers', :data:`gtvision.agent.shield.BOUNDS`, each in [-1, 1]) beside the KL."""
     distill_continue: bool = False
     """False: every DAgger round starts new episodes (a round of ``distill_steps`` over ``num_envs`` sub-environments
     sees only their first ``distill_steps / num_envs`` steps: 100 s of each race in the ``cpu`` preset). True: the
@@ -312,7 +322,8 @@ class TrainConfig:
                             "penalty_ramp_epochs": ">=0", "penalty_start": "[0,1]", "demo_steps": ">=0",
                             "contact_boost": ">=1", "contact_boost_epochs": ">=0",
                             "demo_share": "[0,1]", "distill_rounds": ">=0", "distill_steps": ">=1",
-                            "distill_updates": ">=0", "distill_power": ">=1"})
+                            "distill_updates": ">=0", "distill_power": ">=1",
+                            "distill_shield_weight": ">=0"})
         from .distill import DIVERGENCES
         if self.distill_divergence not in DIVERGENCES:
             raise ValueError(f"unknown distill_divergence {self.distill_divergence!r}; valid: "

@@ -41,6 +41,7 @@ from .config import AgentConfig, ReplayConfig, TrainConfig
 from .qrsac import QRSACAgent
 from .replay import SequenceReplay
 from .rollout import Rollout
+from .shield import layer_bounds
 
 ROUND_END_KEYS = ("progress_m", "place", "wall_time_s", "car_contact_time_s", "off_course_time_s")
 """``info`` keys reported at the end of every round (its episodes rarely end within it)."""
@@ -50,23 +51,42 @@ DIVERGENCES = ("forward", "reverse")
 """What the student minimises (``TrainConfig.distill_divergence``): KL(teacher || student) or KL(student || teacher)."""
 
 
-def _policy(agent: QRSACAgent, obs, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mean, log std) of ``agent``'s pre-tanh Gaussian at one batched observation, and its next hidden state."""
+def _policy(agent: QRSACAgent, obs, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(mean, log std) of ``agent``'s pre-tanh Gaussian at one batched observation, its next hidden state and its
+    actor's features."""
     features, hidden = agent.step_features(obs, hidden)
     mean, log_std = agent.actor.distribution(features)
-    return mean, log_std, hidden
+    return mean, log_std, hidden, features
+
+
+def has_layers(agent: QRSACAgent) -> bool:
+    """Whether ``agent`` races with privileged safety layers (the gap keeper or the side keeper)."""
+    return agent.config.gap_keeper or agent.config.side_keeper
+
+
+def teacher_bounds(teacher: QRSACAgent, obs) -> torch.Tensor:
+    """The bounds (n, 3) that ``teacher``'s safety layers set at a batched observation
+    (:func:`gtvision.agent.shield.layer_bounds`): a seen shield's labels."""
+    cfg, dev = teacher.config, teacher.device
+    return layer_bounds(torch.as_tensor(obs["opponent_grid"], device=dev), torch.as_tensor(obs["proprio"], device=dev),
+                        cfg.gap_keeper, cfg.side_keeper, cfg.gap_hold_m, cfg.gap_look_m)
 
 
 class TeacherStudent:
     """A :class:`Rollout` driver: the teacher's and the student's policies on the same observations, ``driver``
     acting (its mean action; with ``generator``, a student driver draws its action from its Gaussian instead).
-    :attr:`labels` holds the teacher's (mean, log std) (n, 2A) of the last step. The recurrent state is the
-    student's followed by the teacher's."""
+    :attr:`labels` holds the teacher's (mean, log std) (n, 2A) of the last step, its mean shielded by its safety
+    layers (:func:`shielded_mean`); for a student with a seen shield (``AgentConfig.seen_shield``) the teacher's
+    mean as its policy gives it, followed by its layers' bounds (n, 2A + 3), and a student driver's action passes
+    through its own seen shield. The recurrent state is the student's followed by the teacher's."""
 
     def __init__(self, teacher: QRSACAgent, student: QRSACAgent, driver: str,
                  generator: torch.Generator | None = None):
         if driver not in DRIVERS:
             raise ValueError(f"unknown driver {driver!r}; valid: {', '.join(DRIVERS)}")
+        if student.config.seen_shield and not has_layers(teacher):
+            raise ValueError("a student with a seen shield (agent.seen_shield=True) learns its teacher's safety layers; "
+                             "this teacher has none (agent.gap_keeper and agent.side_keeper are off)")
         if teacher.action_dim != student.action_dim:
             raise ValueError(f"the teacher acts in {teacher.action_dim} dimensions, the student in "
                              f"{student.action_dim}")
@@ -80,16 +100,21 @@ class TeacherStudent:
     @torch.no_grad()
     def act(self, obs, hidden: torch.Tensor, eval_mode: bool = True) -> tuple[np.ndarray, torch.Tensor]:
         hs = self.student.hidden_size
-        t_mean, t_log_std, t_hidden = _policy(self.teacher, obs, hidden[:, hs:].to(self.teacher.device))
-        s_mean, s_log_std, s_hidden = _policy(self.student, obs, hidden[:, :hs])
-        if self.teacher.config.gap_keeper or self.teacher.config.side_keeper:  # its layers are part of its policy
-            t_mean = shielded_mean(t_mean, obs, self.teacher)
-        self.labels = torch.cat([t_mean, t_log_std], -1).cpu().numpy()
-        mean = t_mean.to(self.device) if self.driver == "teacher" else s_mean
+        t_mean, t_log_std, t_hidden, _ = _policy(self.teacher, obs, hidden[:, hs:].to(self.teacher.device))
+        s_mean, s_log_std, s_hidden, s_features = _policy(self.student, obs, hidden[:, :hs])
+        # the teacher's layers are part of its policy: it drives through them, and they are in its labels
+        t_driven = shielded_mean(t_mean, obs, self.teacher) if has_layers(self.teacher) else t_mean
+        if self.student.config.seen_shield:  # the policy and the layers' bounds, each for its own head
+            self.labels = torch.cat([t_mean, t_log_std, teacher_bounds(self.teacher, obs)], -1).cpu().numpy()
+        else:
+            self.labels = torch.cat([t_driven, t_log_std], -1).cpu().numpy()
+        mean = t_driven.to(self.device) if self.driver == "teacher" else s_mean
         if self.driver == "student" and self.generator is not None:
             noise = torch.randn(mean.shape, generator=self.generator).to(self.device)
             mean = mean + torch.exp(s_log_std) * noise
         action = self.student._to_env_action(torch.tanh(mean))
+        if self.driver == "student":
+            action = self.student.keep_seen(action, s_features)
         return action.cpu().numpy(), torch.cat([s_hidden, t_hidden.to(self.device)], -1)
 
 
@@ -110,11 +135,21 @@ def gaussian_kl(t_mean: torch.Tensor, t_log_std: torch.Tensor, mean: torch.Tenso
             - 0.5).sum(-1)
 
 
-def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward", power: float = 1.0) -> torch.Tensor:
+def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward", power: float = 1.0,
+                 shield_weight: float = 10.0) -> torch.Tensor:
     """The mean KL(teacher || student) (``divergence="forward"``) or KL(student || teacher) (``"reverse"``) over
     the trained rows of a batch of :meth:`SequenceReplay.sample` with labels; images shifted as in the RL update
     (``AgentConfig.augment``). ``power`` p > 1: the power mean ``(mean KL^p)^(1/p)`` instead
-    (``TrainConfig.distill_power``)."""
+    (``TrainConfig.distill_power``). A student with a seen shield adds ``shield_weight`` times the mean squared
+    error of its bounds (:meth:`Actor.shield_bounds`) against the labels' (:func:`distill_terms`)."""
+    kl, shield_mse = distill_terms(student, batch, divergence, power)
+    return kl if shield_mse is None else kl + shield_weight * shield_mse
+
+
+def distill_terms(student: QRSACAgent, batch: dict, divergence: str = "forward",
+                  power: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`distill_loss`'s terms: the divergence, and a seen shield's mean squared error over the trained rows
+    and the 3 bounds (None without a seen shield)."""
     cfg, bi = student.config, student.burn_in
     obs, mask = dict(batch["obs"]), batch["mask"]
     L = mask.shape[1]
@@ -124,7 +159,13 @@ def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward", 
     h0 = batch["hidden"][:, :student.hidden_size]
     features, _ = student.actor.torso.unroll(obs, h0, batch["first"], burn_in=bi)
     mean, log_std = student.actor.distribution(features[:, :L])
-    t_mean, t_log_std = batch["labels"][:, bi:bi + L].chunk(2, dim=-1)
+    A = student.action_dim
+    labels = batch["labels"][:, bi:bi + L]
+    t_mean, t_log_std = labels[..., :A], labels[..., A:2 * A]
+    shield_mse = None
+    if cfg.seen_shield:
+        err = ((student.actor.shield_bounds(features[:, :L]) - labels[..., 2 * A:2 * A + 3]) ** 2).mean(-1)
+        shield_mse = (err * mask).sum() / mask.sum().clamp(min=1)
     if divergence == "forward":
         kl = gaussian_kl(t_mean, t_log_std, mean, log_std)
     elif divergence == "reverse":
@@ -132,8 +173,8 @@ def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward", 
     else:
         raise ValueError(f"unknown divergence {divergence!r}; valid: {', '.join(map(repr, DIVERGENCES))}")
     if power == 1.0:
-        return (kl * mask).sum() / mask.sum().clamp(min=1)
-    return ((kl.clamp(min=0.0) ** power * mask).sum() / mask.sum().clamp(min=1)) ** (1.0 / power)
+        return (kl * mask).sum() / mask.sum().clamp(min=1), shield_mse
+    return ((kl.clamp(min=0.0) ** power * mask).sum() / mask.sum().clamp(min=1)) ** (1.0 / power), shield_mse
 
 
 def _buffer(student: QRSACAgent, envs, replay: ReplayConfig, rows_per_env: int, seed: int) -> SequenceReplay:
@@ -146,7 +187,7 @@ def _buffer(student: QRSACAgent, envs, replay: ReplayConfig, rows_per_env: int, 
                           burn_in=replay.burn_in, hidden_dtype=replay.hidden_dtype)
     return SequenceReplay(student.observation_space, student.actor.keys, student.action_dim, student.hidden_size,
                           n, config, gamma=1.0, n_step=1, device=student.device, seed=seed,
-                          labels=2 * student.action_dim)
+                          labels=2 * student.action_dim + (3 if student.config.seen_shield else 0))
 
 
 def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, replay: ReplayConfig,
@@ -160,7 +201,8 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
     ``distill/round``           0 .. distill_rounds - 1
     ``distill/driver``          'teacher' (round 0) or 'student'
     ``distill/states``          states the student trains on after this round
-    ``distill/kl``              mean loss of the round's last tenth of updates (NaN without updates)
+    ``distill/kl``              mean divergence of the round's last tenth of updates (NaN without updates)
+    ``distill/shield_mse``      a seen shield's mean squared error over the same updates (with one only)
     ``distill/wall_s``          seconds since the distillation began
     ``distill/<key>``           the mean over the sub-environments of ``info[key]`` at the round's last step
                                 (:data:`ROUND_END_KEYS`: how the round's driver fared in its episodes so far)
@@ -196,17 +238,22 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
             buffer.add(step.obs, step.hidden[:, :student.hidden_size], step.action, step.reward, step.terminated,
                        step.truncated, step.next_obs, labels=driver.labels)
             bar.update(1)
-        losses = []
+        losses, shield_losses = [], []
         for _ in range(train.distill_updates):
-            loss = distill_loss(student, buffer.sample(), train.distill_divergence, train.distill_power)
+            kl, shield_mse = distill_terms(student, buffer.sample(), train.distill_divergence, train.distill_power)
+            loss = kl if shield_mse is None else kl + train.distill_shield_weight * shield_mse
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss.detach()))
+            losses.append(float(kl.detach()))
+            if shield_mse is not None:
+                shield_losses.append(float(shield_mse.detach()))
             bar.update(1)
         tail = losses[-max(1, len(losses) // 10):]
+        shield_tail = shield_losses[-max(1, len(shield_losses) // 10):]
         record = {"distill/round": r, "distill/driver": driver.driver, "distill/states": len(buffer),
                   "distill/kl": float(np.mean(tail)) if losses else math.nan, "distill/wall_s": time.perf_counter() - t0,
+                  **({"distill/shield_mse": float(np.mean(shield_tail))} if shield_losses else {}),
                   **{f"distill/{k}": float(np.mean(rollout.info[k])) for k in ROUND_END_KEYS if k in rollout.info},
                   **rollout.stats.summary()}
         records.append(record)
@@ -239,4 +286,4 @@ def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: Agen
 
 
 __all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss",
-           "gaussian_kl"]
+           "distill_terms", "gaussian_kl", "has_layers", "teacher_bounds"]

@@ -209,6 +209,8 @@ class Actor(nn.Module):
         self.torso = Torso(space, keys, cfg.recurrent, cfg.hidden_size, cfg)
         self.head = mlp(self.torso.feature_dim, cfg.actor_width, cfg.actor_depth, 2 * action_dim)
         self.log_std_min, self.log_std_max = cfg.log_std_min, cfg.log_std_max
+        # a seen shield's head: the teacher's layers' bounds (gtvision.agent.shield.BOUNDS) from the same features
+        self.shield_head = mlp(self.torso.feature_dim, cfg.actor_width, cfg.actor_depth, 3) if cfg.seen_shield else None
         if cfg.init_log_std is not None:
             # a fresh policy's pre-tanh Gaussian: mean near 0 and std exp(init_log_std), whatever the input
             last = self.head[-1]
@@ -229,6 +231,12 @@ class Actor(nn.Module):
         """Mean and log std of the pre-tanh Gaussian, each (..., A)."""
         mean, log_std = self.head(features).chunk(2, dim=-1)
         return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def shield_bounds(self, features: torch.Tensor) -> torch.Tensor:
+        """A seen shield's bounds (..., 3) in [-1, 1] (``AgentConfig.seen_shield``; :data:`gtvision.agent.shield.BOUNDS`)."""
+        if self.shield_head is None:
+            raise ValueError("this actor has no seen shield (agent.seen_shield=False)")
+        return torch.tanh(self.shield_head(features))
 
     def sample(self, features: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterised action (..., A) in [-1, 1] and its log-probability (...,) under the squashed law."""

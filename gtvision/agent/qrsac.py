@@ -20,7 +20,7 @@ from torch import nn
 from .augment import random_shift
 from .config import AgentConfig
 from .networks import Actor, QuantileCritic, as_dict_space
-from .shield import gap_keep, side_keep
+from .shield import gap_keep, keep_bounds, side_keep
 
 
 def quantile_midpoints(n: int, device=None) -> torch.Tensor:
@@ -153,7 +153,14 @@ class QRSACAgent:
         """
         features, hidden = self.step_features(obs, hidden)
         action, _ = self.actor.sample(features, deterministic=eval_mode)
-        return self.keep_gap(self._to_env_action(action), obs).cpu().numpy(), hidden
+        return self.keep_seen(self.keep_gap(self._to_env_action(action), obs), features).cpu().numpy(), hidden
+
+    def keep_seen(self, action: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """``action`` (N, A) through the actor's seen shield (``config.seen_shield``: the bounds its own head reads
+        off ``features``, :meth:`Actor.shield_bounds`); as it is otherwise."""
+        if not self.config.seen_shield:
+            return action
+        return keep_bounds(action, self.actor.shield_bounds(features))
 
     def keep_gap(self, action: torch.Tensor, obs: Mapping[str, np.ndarray]) -> torch.Tensor:
         """``action`` (N, A) in the action space's units through the agent's safety layers: the gap keeper

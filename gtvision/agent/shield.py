@@ -46,15 +46,14 @@ GAP_FULL_ACC = 8.0
 """Acceleration (m/s^2) of a full throttle or brake command, for the ceiling's scale."""
 
 
-def gap_keep(action: torch.Tensor, opponent_grid: torch.Tensor, proprio: torch.Tensor, hold_m: float = GAP_HOLD_M,
-             look_m: float = GAP_LOOK_M) -> torch.Tensor:
-    """``action`` (N, 2) (steering delta, throttle/brake in [-1, 1]) with the throttle capped by the gap keeper,
-    which holds a gap of ``hold_m`` to the cars in lane within ``look_m`` (m, bumper to bumper).
+def gap_ceiling(opponent_grid: torch.Tensor, proprio: torch.Tensor, hold_m: float = GAP_HOLD_M,
+                look_m: float = GAP_LOOK_M) -> torch.Tensor:
+    """The gap keeper's throttle ceiling (N,) in [-1, 1] (1: no car close ahead in lane; negative: a brake), which
+    holds a gap of ``hold_m`` to the cars in lane within ``look_m`` (m, bumper to bumper).
 
     ``opponent_grid`` (N, 14, 6): the environment's (rows 0-6 the cars ahead: x, y, vx, vy, ax, ay relative to the
     learner, in its frame; empty rows zero); ``proprio`` (N, 18): the learner's own (column 3 its forward
-    acceleration). Returns a new tensor; rows with no car close ahead in lane are unchanged.
-    """
+    acceleration)."""
     ahead = opponent_grid[:, :7]
     x, y, closing_vx, ax = ahead[..., 0], ahead[..., 1], -ahead[..., 2], ahead[..., 4]
     present = ahead.abs().sum(-1) > 0
@@ -62,9 +61,15 @@ def gap_keep(action: torch.Tensor, opponent_grid: torch.Tensor, proprio: torch.T
     in_lane = present & (x > 0) & (y.abs() < LANE_HALF_WIDTH_M) & (gap < look_m)
     closing_max = GAP_GAIN * (gap - hold_m)
     wanted = ax + proprio[:, 3:4] + GAP_ACC_GAIN * (closing_max - closing_vx)   # the car ahead's own acceleration
-    ceiling = torch.where(in_lane, (wanted / GAP_FULL_ACC).clamp(-1.0, 1.0), torch.ones_like(wanted)).amin(-1)
+    return torch.where(in_lane, (wanted / GAP_FULL_ACC).clamp(-1.0, 1.0), torch.ones_like(wanted)).amin(-1)
+
+
+def gap_keep(action: torch.Tensor, opponent_grid: torch.Tensor, proprio: torch.Tensor, hold_m: float = GAP_HOLD_M,
+             look_m: float = GAP_LOOK_M) -> torch.Tensor:
+    """``action`` (N, 2) (steering delta, throttle/brake in [-1, 1]) with the throttle capped by
+    :func:`gap_ceiling`. Returns a new tensor; rows with no car close ahead in lane are unchanged."""
     out = action.clone()
-    out[:, 1] = torch.minimum(out[:, 1], ceiling)
+    out[:, 1] = torch.minimum(out[:, 1], gap_ceiling(opponent_grid, proprio, hold_m, look_m))
     return out
 
 
@@ -81,14 +86,14 @@ SIDE_STEER_GAIN = 0.6
 speed above the largest."""
 
 
-def side_keep(action: torch.Tensor, opponent_grid: torch.Tensor) -> torch.Tensor:
-    """``action`` (N, 2) with the steering delta bounded away from a car alongside that the learner closes on.
+def side_bounds(opponent_grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The side keeper's bounds (lower, upper), each (N,) in [-1, 1], on the steering delta.
 
     A car alongside overlaps the learner along its heading (``|x| < CAR_LENGTH_M``) with a lateral gap (side to
     side) below ``SIDE_LOOK_M``; when the lateral closing speed exceeds ``SIDE_GAIN`` per metre of gap beyond
     ``SIDE_HOLD_M``, the steering delta may not exceed ``-SIDE_STEER_GAIN`` per m/s of the excess towards that car
     (a steer away, at least no further towards it). With cars closing on both sides the two bounds may cross: then
-    the delta is their midpoint. The throttle is untouched. Rows of ``opponent_grid`` as in :func:`gap_keep`.
+    both are their midpoint. No car to keep from: (-1, 1). Rows of ``opponent_grid`` as in :func:`gap_ceiling`.
     """
     x, y, vy = opponent_grid[..., 0], opponent_grid[..., 1], opponent_grid[..., 3]
     present = opponent_grid.abs().sum(-1) > 0
@@ -101,11 +106,49 @@ def side_keep(action: torch.Tensor, opponent_grid: torch.Tensor) -> torch.Tensor
     one = torch.ones_like(x)
     upper = torch.where(acts & (y > 0), -away, one).amin(-1)        # a car on the left (+y): steer right
     lower = torch.where(acts & (y < 0), away, -one).amax(-1)        # a car on the right: steer left
-    delta = action[:, 0]
+    crossed = lower > upper
+    mid = 0.5 * (lower + upper)
+    lower, upper = torch.where(crossed, mid, lower), torch.where(crossed, mid, upper)
+    return lower.clamp(-1.0, 1.0), upper.clamp(-1.0, 1.0)
+
+
+def side_keep(action: torch.Tensor, opponent_grid: torch.Tensor) -> torch.Tensor:
+    """``action`` (N, 2) with the steering delta within :func:`side_bounds` (a steer away from a car alongside that
+    the learner closes on). The throttle is untouched."""
+    lower, upper = side_bounds(opponent_grid)
     out = action.clone()
-    out[:, 0] = torch.where(lower <= upper, torch.maximum(torch.minimum(delta, upper), lower), 0.5 * (lower + upper))
-    out[:, 0] = out[:, 0].clamp(-1.0, 1.0)
+    out[:, 0] = torch.maximum(torch.minimum(action[:, 0], upper), lower)
     return out
 
 
-__all__ = ["gap_keep", "side_keep"]
+BOUNDS = ("throttle_ceiling", "steer_lower", "steer_upper")
+"""What a layer's bounds hold, in this order (:func:`layer_bounds`, :func:`keep_bounds`)."""
+
+
+def layer_bounds(opponent_grid: torch.Tensor, proprio: torch.Tensor, gap_keeper: bool, side_keeper: bool,
+                 hold_m: float = GAP_HOLD_M, look_m: float = GAP_LOOK_M) -> torch.Tensor:
+    """The bounds (N, 3) (:data:`BOUNDS`) that the gap keeper and side keeper set on an action (each one off:
+    its bounds lie at the action space's edges, 1 and (-1, 1)); :func:`keep_bounds` applies them, as
+    :func:`gap_keep` and :func:`side_keep` do. A seen shield (``AgentConfig.seen_shield``) learns them."""
+    n = opponent_grid.shape[0]
+    ceiling = (gap_ceiling(opponent_grid, proprio, hold_m, look_m) if gap_keeper
+               else torch.ones(n, device=opponent_grid.device))
+    lower, upper = side_bounds(opponent_grid) if side_keeper else (-torch.ones_like(ceiling), torch.ones_like(ceiling))
+    return torch.stack([ceiling, lower, upper], -1)
+
+
+def keep_bounds(action: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """``action`` (N, 2) with the throttle capped at ``bounds[:, 0]`` and the steering delta held within
+    ``bounds[:, 1:3]`` (crossed bounds: their midpoint)."""
+    ceiling, lower, upper = bounds.unbind(-1)
+    lower, upper = torch.minimum(lower, upper), torch.maximum(lower, upper)
+    crossed = bounds[:, 1] > bounds[:, 2]
+    mid = 0.5 * (bounds[:, 1] + bounds[:, 2])
+    lower, upper = torch.where(crossed, mid, lower), torch.where(crossed, mid, upper)
+    out = action.clone()
+    out[:, 0] = torch.maximum(torch.minimum(action[:, 0], upper), lower)
+    out[:, 1] = torch.minimum(action[:, 1], ceiling)
+    return out
+
+
+__all__ = ["BOUNDS", "gap_ceiling", "gap_keep", "keep_bounds", "layer_bounds", "side_bounds", "side_keep"]

@@ -1,0 +1,76 @@
+"""A seen shield (agent.seen_shield: the vision actor's head that predicts its teacher's safety layers' bounds from
+image and proprio) against the layers it learnt: 4-lap races from the back of the grid, the same seeds for each MODE:
+'seen' (as trained: the action through the head's bounds), 'off' (the policy alone), 'oracle' (the action through the
+privileged layers' own bounds: gap keeper 1.0 m / 5 m and side keeper, the shielded teacher's). For every mode the
+head's bounds are compared with the layers' at each step of a running race: how often a layer acts (its bound is off
+the action space's edge by more than 0.05), how many of those steps the head sees (recall) and how many of the
+head's own (precision), and the mean absolute error of each bound where the layer acts.
+Usage: python seen_shield.py CHECKPOINT RACES SEED MODE [MODE ...]"""
+import sys
+
+import numpy as np
+import torch
+
+from gtvision.agent.rollout import Rollout
+from gtvision.agent.shield import BOUNDS, keep_bounds, layer_bounds
+from gtvision.evaluation import race_envs
+
+torch.set_num_threads(1)
+EDGES = torch.tensor([1.0, -1.0, 1.0])
+
+
+class Probe:
+    """The checkpoint's policy, its action through the bounds ``mode`` says; logs both bounds of every step."""
+
+    def __init__(self, agent, mode):
+        self.agent, self.mode, self.device = agent, mode, agent.device
+        self.seen, self.true = [], []
+
+    def initial_hidden(self, n):
+        return self.agent.initial_hidden(n)
+
+    @torch.no_grad()
+    def act(self, obs, hidden, eval_mode=True):
+        a = self.agent
+        features, hidden = a.step_features(obs, hidden)
+        action = a._to_env_action(a.actor.sample(features, deterministic=True)[0])
+        seen = a.actor.shield_bounds(features)
+        true = layer_bounds(torch.as_tensor(obs["opponent_grid"]), torch.as_tensor(obs["proprio"]), True, True, 1.0, 5.0)
+        self.seen.append(seen)
+        self.true.append(true)
+        if self.mode == "seen":
+            action = keep_bounds(action, seen)
+        elif self.mode == "oracle":
+            action = keep_bounds(action, true)
+        return action.numpy(), hidden
+
+
+ck, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for mode in sys.argv[4:]:
+    envs, agent = race_envs(ck, "tokyo", n, 4, "cpu")
+    probe = Probe(agent, mode)
+    rollout = Rollout(envs, probe, seed=seed, eval_mode=True)
+    live, last, lives = np.ones(n, bool), {}, []
+    for _ in range(6000):
+        lives.append(live.copy())
+        step = rollout.step(None)
+        for k in ("car_contact_time_s", "wall_time_s", "place", "finished", "margin_m"):
+            last[k] = np.where(live, step.info[k], last.get(k, step.info[k]))
+        live &= ~(np.asarray(step.terminated) | np.asarray(step.truncated))
+        if not live.any():
+            break
+    m = torch.as_tensor(np.stack(lives)).reshape(-1)
+    seen, true = torch.cat(probe.seen)[m], torch.cat(probe.true)[m]
+    acts_true, acts_seen = (true - EDGES).abs() > 0.05, (seen - EDGES).abs() > 0.05
+    parts = []
+    for j, name in enumerate(BOUNDS):
+        t, s = acts_true[:, j], acts_seen[:, j]
+        recall = float((t & s).sum() / t.sum().clamp(min=1))
+        precision = float((t & s).sum() / s.sum().clamp(min=1))
+        mae = float((seen[t, j] - true[t, j]).abs().mean()) if t.any() else float("nan")
+        parts.append(f"{name} acts {100 * float(t.float().mean()):4.1f}% recall {recall:.2f} precision {precision:.2f} "
+                     f"err {mae:.2f}")
+    print(f"{mode:6s} contact {last['car_contact_time_s'].mean():5.1f} s | wall {last['wall_time_s'].mean():5.1f} s | "
+          f"place {last['place'].mean():5.2f} | wins {int((last['place'] == 1).sum())} | "
+          f"finished {int(last['finished'].sum())}/{n} | margin {last['margin_m'].mean():6.0f} m", flush=True)
+    print("       " + " | ".join(parts), flush=True)
