@@ -149,9 +149,13 @@ def cmd_evaluate(args) -> int:
     table = evaluate(driver, args.scenario, args.episodes, args.seed, args.device, laps=args.laps,
                      progress=not args.quiet, opponents=args.opponents)
     name = results_name(driver, args.scenario)
-    if args.opponents is not None and args.opponents != MAX_OPPONENTS:
+    full_grid = args.opponents is None or args.opponents == MAX_OPPONENTS
+    if not full_grid:
         name += f"_opponents{args.opponents}"
-    csv, _ = write_results(table, args.out, name)
+    # the races' settings, as `gtvision select` records them: a checkpoint's table is not raced again by select
+    races = ({"scenario": args.scenario, "episodes": args.episodes, "seed": args.seed, "laps": args.laps}
+             if full_grid and args.checkpoint else None)
+    csv, _ = write_results(table, args.out, name, races)
     s = summarize(table)
     if len(table) <= 20:  # a few races: the table itself
         cols = ["episode", "place", "margin_m", "car_collision_time_s", "wall_time_s", "progress_m", "race_time_s",

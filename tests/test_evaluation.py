@@ -181,6 +181,14 @@ def test_select_races_every_checkpoint_of_a_run_and_applies_the_rule(tmp_path, c
     _, summary3 = select_from_run(run, "tokyo", episodes=1, max_collision_s=1e9, laps=1, out=tmp_path / "sel",
                                   progress=False, seed=5)
     assert summary3.loc[0, "margin_mean_m"] < 1e6
+    # a checkpoint raced by `gtvision evaluate` into the same --out on the same races is not raced again either
+    assert cli.main(["evaluate", "--checkpoint", str(run / "checkpoints" / "epoch_000002"), "--episodes", "1",
+                     "--laps", "1", "--seed", "7", "--quiet", "--out", str(tmp_path / "sel7")]) == 0
+    raced = tmp_path / "sel7" / "eval_tokyo_run_epoch_000002.csv"
+    pd.read_csv(raced).assign(margin_m=2e6).to_csv(raced, index=False)
+    _, summary4 = select_from_run(run, "tokyo", episodes=1, max_collision_s=1e9, laps=1, out=tmp_path / "sel7",
+                                  progress=False, seed=7, from_epoch=2)
+    assert summary4.loc[0, "margin_mean_m"] == 2e6
     _, late = select_from_run(run, "tokyo", episodes=1, max_collision_s=1e9, laps=1, progress=False, from_epoch=2)
     assert list(late["checkpoint"]) == ["epoch_000002"]
     with pytest.raises(checkpoints.NotARunError, match="from epoch 3"):

@@ -19,6 +19,14 @@ one ahead, with the steering: when the lateral gap to a car that overlaps the le
 Its settings are those of ``papermill_runs/learning/diagnostics/shield_sweep.py``'s best at racing time (README,
 "A side keeper").
 
+Both layers read privileged features, which the vision actor may not. A *seen shield* (``AgentConfig.seen_shield``)
+is the vision actor's own copy: a second head on its features (image and proprio through its GRU) predicts the bounds
+the teacher's layers would set (:func:`layer_bounds`: the throttle ceiling, the steering delta's lower and upper
+bounds), learnt in DAgger beside the teacher's policy (:mod:`gtvision.agent.distill`), and the student's action
+passes through them (:func:`keep_bounds`). Its actor's mean then learns the teacher's policy without the layers,
+a smooth target, where a student of the shielded labels alone must learn the layers' sudden lifts and swerves in
+its mean.
+
 Measured (README, "A gap keeper in training"): the committed GT Sophy baseline fine-tuned 40 minutes with the layer
 on wins 66 of 100 held-out races from the back of the grid with 8.7 s of car contact per race (before: 96 wins,
 40.8 s); the same fine-tuning without it pushes as before (36 to 103 s). The policy itself still pushes when the layer

@@ -1,7 +1,8 @@
 """A seen shield (agent.seen_shield: the vision actor's head that predicts its teacher's safety layers' bounds from
 image and proprio) against the layers it learnt: 4-lap races from the back of the grid, the same seeds for each MODE:
 'seen' (as trained: the action through the head's bounds), 'off' (the policy alone), 'oracle' (the action through the
-privileged layers' own bounds: gap keeper 1.0 m / 5 m and side keeper, the shielded teacher's). For every mode the
+privileged layers' own bounds: gap keeper 1.0 m / 5 m and side keeper, the shielded teacher's), 'seen_gap' (the
+head's throttle ceiling only), 'oracle_gap' (the privileged gap keeper alone, 0.4 m / 3 m as SH1 trained). For every mode the
 head's bounds are compared with the layers' at each step of a running race: how often a layer acts (its bound is off
 the action space's edge by more than 0.05), how many of those steps the head sees (recall) and how many of the
 head's own (precision), and the mean absolute error of each bound where the layer acts.
@@ -40,6 +41,11 @@ class Probe:
         self.true.append(true)
         if self.mode == "seen":
             action = keep_bounds(action, seen)
+        elif self.mode == "seen_gap":
+            action = keep_bounds(action, torch.cat([seen[:, :1], -torch.ones_like(seen[:, :1]), seen[:, 2:] * 0 + 1], -1))
+        elif self.mode == "oracle_gap":
+            action = keep_bounds(action, layer_bounds(torch.as_tensor(obs["opponent_grid"]),
+                                                      torch.as_tensor(obs["proprio"]), True, False, 0.4, 3.0))
         elif self.mode == "oracle":
             action = keep_bounds(action, true)
         return action.numpy(), hidden
