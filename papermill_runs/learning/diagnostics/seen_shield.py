@@ -5,7 +5,9 @@ privileged layers' own bounds: gap keeper 1.0 m / 5 m and side keeper, the shiel
 head's throttle ceiling only), 'oracle_gap' (the privileged gap keeper alone, 0.4 m / 3 m as SH1 trained). For every mode the
 head's bounds are compared with the layers' at each step of a running race: how often a layer acts (its bound is off
 the action space's edge by more than 0.05), how many of those steps the head sees (recall) and how many of the
-head's own (precision), and the mean absolute error of each bound where the layer acts.
+head's own (precision), and the mean absolute error of each bound where the layer acts; and for the races not
+finished, in their last 10 s: the share of steps where the privileged gap keeper would cap the throttle below 0.5, the
+mean speed and the car contact and wall contact in those 10 s.
 Usage: python seen_shield.py CHECKPOINT RACES SEED MODE [MODE ...]"""
 import sys
 
@@ -56,10 +58,13 @@ for mode in sys.argv[4:]:
     envs, agent = race_envs(ck, "tokyo", n, 4, "cpu")
     probe = Probe(agent, mode)
     rollout = Rollout(envs, probe, seed=seed, eval_mode=True)
-    live, last, lives = np.ones(n, bool), {}, []
+    live, last, lives, speeds, contacts, walls = np.ones(n, bool), {}, [], [], [], []
     for _ in range(6000):
         lives.append(live.copy())
         step = rollout.step(None)
+        speeds.append(np.asarray(step.info["speed_mps"]))
+        contacts.append(np.asarray(step.info["car_contact_time_s"]))
+        walls.append(np.asarray(step.info["wall_time_s"]))
         for k in ("car_contact_time_s", "wall_time_s", "place", "finished", "margin_m"):
             last[k] = np.where(live, step.info[k], last.get(k, step.info[k]))
         live &= ~(np.asarray(step.terminated) | np.asarray(step.truncated))
@@ -80,3 +85,12 @@ for mode in sys.argv[4:]:
           f"place {last['place'].mean():5.2f} | wins {int((last['place'] == 1).sum())} | "
           f"finished {int(last['finished'].sum())}/{n} | margin {last['margin_m'].mean():6.0f} m", flush=True)
     print("       " + " | ".join(parts), flush=True)
+    alive = np.stack(lives)                                           # (T, n)
+    capped = (torch.stack(probe.true)[..., 0] < 0.5).numpy()          # the layer's ceiling below half throttle
+    for i in np.flatnonzero(~last["finished"].astype(bool)):
+        end = int(alive[:, i].sum())                                  # the race's steps
+        w = slice(max(0, end - 100), end)
+        print(f"       race {i}: ended at step {end}, last 10 s: capped {100 * capped[w, i].mean():3.0f}% | "
+              f"speed {np.stack(speeds)[w, i].mean():4.1f} m/s | car contact "
+              f"{contacts[end - 1][i] - contacts[max(0, end - 101)][i]:4.1f} s | wall "
+              f"{walls[end - 1][i] - walls[max(0, end - 101)][i]:4.1f} s", flush=True)
