@@ -7,7 +7,9 @@ head's bounds are compared with the layers' at each step of a running race: how 
 the action space's edge by more than 0.05), how many of those steps the head sees (recall) and how many of the
 head's own (precision), and the mean absolute error of each bound where the layer acts; and for the races not
 finished, in their last 10 s: the share of steps where the privileged gap keeper would cap the throttle below 0.5, the
-mean speed and the car contact and wall contact in those 10 s.
+mean speed and the car contact and wall contact in those 10 s; and how many of the races' wall contacts (each start
+of one) follow a step where the bounds moved the action (by more than 0.05) within the 2 s before, against the share
+of all 2-s windows that hold such a step.
 Usage: python seen_shield.py CHECKPOINT RACES SEED MODE [MODE ...]"""
 import sys
 
@@ -27,7 +29,7 @@ class Probe:
 
     def __init__(self, agent, mode):
         self.agent, self.mode, self.device = agent, mode, agent.device
-        self.seen, self.true = [], []
+        self.seen, self.true, self.moved = [], [], []
 
     def initial_hidden(self, n):
         return self.agent.initial_hidden(n)
@@ -41,6 +43,7 @@ class Probe:
         true = layer_bounds(torch.as_tensor(obs["opponent_grid"]), torch.as_tensor(obs["proprio"]), True, True, 1.0, 5.0)
         self.seen.append(seen)
         self.true.append(true)
+        before = action
         if self.mode == "seen":
             action = keep_bounds(action, seen)
         elif self.mode == "seen_gap":
@@ -50,6 +53,7 @@ class Probe:
                                                       torch.as_tensor(obs["proprio"]), True, False, 0.4, 3.0))
         elif self.mode == "oracle":
             action = keep_bounds(action, true)
+        self.moved.append(((action - before).abs().amax(-1) > 0.05).numpy())
         return action.numpy(), hidden
 
 
@@ -86,6 +90,13 @@ for mode in sys.argv[4:]:
           f"finished {int(last['finished'].sum())}/{n} | margin {last['margin_m'].mean():6.0f} m", flush=True)
     print("       " + " | ".join(parts), flush=True)
     alive = np.stack(lives)                                           # (T, n)
+    wall = np.diff(np.stack(walls), axis=0, prepend=0.0) > 0          # in contact with a wall at this step
+    onset = wall & ~np.roll(wall, 1, axis=0) & alive
+    onset[0] = False
+    moved = np.stack(probe.moved) & alive
+    recent = np.stack([moved[max(0, t - 20):t].any(0) for t in range(len(moved))])   # moved within the 2 s before
+    print(f"       wall contacts begun: {int(onset.sum())}, after the bounds moved the action within 2 s: "
+          f"{100 * recent[onset].mean():3.0f}% (of all steps: {100 * recent[alive].mean():3.0f}%)", flush=True)
     capped = (torch.stack(probe.true)[..., 0] < 0.5).numpy()          # the layer's ceiling below half throttle
     for i in np.flatnonzero(~last["finished"].astype(bool)):
         end = int(alive[:, i].sum())                                  # the race's steps
