@@ -105,6 +105,10 @@ class RunConfig:
     """A checkpoint (or run directory) whose networks the learner starts from (fine-tuning): its actor, and its
     critics with their targets and entropy coefficient where they read what the learner's do (else fresh ones);
     the replay and the optimisers start empty. None: fresh networks."""
+    init_critics: str | None = None
+    """With ``init``: a checkpoint (or run directory) whose critics, targets and entropy coefficient the learner
+    starts from instead of ``init``'s (they must read what the learner's do), e.g. a privileged teacher's for a
+    distilled actor (a DAgger round holds fresh critics). None: ``init``'s."""
     overrides: dict = dataclasses.field(default_factory=dict)
     """Preset fields to change, ``{"train.updates_per_epoch": 200, "agent.gamma": 0.99, ...}``
     (sections ``agent``, ``replay``, ``train``: ``gtvision.agent.config``)."""
@@ -117,6 +121,8 @@ class RunConfig:
         if self.init is not None and self.teacher is not None:
             raise ValueError(f"--init {self.init} and --teacher {self.teacher}: give one (a teacher's student starts "
                              "from its distilled actor)")
+        if self.init_critics is not None and self.init is None:
+            raise ValueError(f"--init-critics {self.init_critics} needs --init (the actor the critics go with)")
         if self.max_minutes == 0 and self.teacher is None:
             raise ValueError("run.max_minutes=0 trains nothing; it is for a run with a teacher (--teacher), whose "
                              "distillation then is the whole training")
@@ -180,6 +186,8 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
             raise ValueError(f"--init {config.init}: the network reset at epoch {preset.train.reset_epoch} would "
                              "discard the networks it starts from; give --set train.reset_epoch=null")
         checkpoints.resolve(config.init)  # refuse what is not a checkpoint before anything is built
+        if config.init_critics is not None:
+            checkpoints.resolve(config.init_critics)
     num_envs = config.num_envs or preset.train.num_envs
     env_kwargs = env_kwargs_for(env_id, config.env_kwargs, preset.agent)  # no image rendered that none reads
     if config.backend == "ray":
@@ -302,8 +310,9 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
 
 
 def _init_networks(config: RunConfig, trainer, out: Path):
-    """The learner's actor (and its critics where they fit) from ``config.init``; ``ValueError`` when the actor's
-    shape differs. Records ``init_checkpoint`` and ``init_critics_adopted`` in ``config.json``."""
+    """The learner's actor from ``config.init``, its critics where they fit from ``config.init_critics`` or else
+    ``config.init``; ``ValueError`` when the actor's shape differs, or when ``init_critics``' critics do not fit.
+    Records ``init_checkpoint``, ``init_critics_checkpoint`` and ``init_critics_adopted`` in ``config.json``."""
     from .agent.distill import adopt_critics
 
     path, run_dir = checkpoints.resolve(config.init)
@@ -313,9 +322,16 @@ def _init_networks(config: RunConfig, trainer, out: Path):
     except RuntimeError as e:
         raise ValueError(f"--init {path}: its actor does not fit this run's (variant {config.variant!r}, "
                          f"preset {config.preset!r}): {e}") from e
+    critics_path = path
+    if config.init_critics is not None:
+        critics_path, critics_dir = checkpoints.resolve(config.init_critics)
+        state, run_dir = checkpoints.load_state(critics_path, map_location=config.device)["agent"], critics_dir
     adopted = adopt_critics(trainer.agent, state, checkpoints.run_preset(run_dir).agent)
+    if config.init_critics is not None and not adopted:
+        raise ValueError(f"--init-critics {critics_path}: it holds no critics, or they read other inputs than this "
+                         f"run's (gtvision.agent.distill.CRITIC_FIELDS)")
     saved = json.loads((out / checkpoints.CONFIG).read_text())
-    saved.update(init_checkpoint=str(path), init_critics_adopted=adopted)
+    saved.update(init_checkpoint=str(path), init_critics_checkpoint=str(critics_path), init_critics_adopted=adopted)
     write_atomic(out / checkpoints.CONFIG, json.dumps(saved, indent=2, default=str))
 
 

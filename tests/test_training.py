@@ -293,3 +293,18 @@ def test_a_run_with_init_starts_from_a_checkpoints_networks(tmp_path):
                         init=str(base)), tmp_path / "y", progress=False)
     with pytest.raises(ValueError, match="give one"):
         RunConfig(scenario="tokyo", preset="smoke", init=str(base), teacher=str(base))
+    # the critics from another checkpoint: a second run's, the actor still the first's
+    other, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=128, env_kwargs=env,
+                               seed=3), tmp_path / "other", progress=False)
+    theirs = load_state(complete_checkpoints(other)[-1])["agent"]
+    mixed, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=64, env_kwargs=env,
+                               seed=2, init=str(base), init_critics=str(other),
+                               overrides={"train.reset_epoch": None, "train.learning_starts": 10 ** 6}),
+                     tmp_path / "mixed", progress=False)
+    end = load_state(complete_checkpoints(mixed)[-1])["agent"]
+    assert all(torch.equal(start["actor"][k], end["actor"][k]) for k in start["actor"])
+    assert all(torch.equal(theirs["critics"][k], end["critics"][k]) for k in theirs["critics"])
+    assert not all(torch.equal(start["critics"][k], end["critics"][k]) for k in start["critics"])
+    assert json.loads((mixed / "config.json").read_text())["init_critics_checkpoint"].startswith(str(other))
+    with pytest.raises(ValueError, match="needs --init"):
+        RunConfig(scenario="tokyo", preset="smoke", init_critics=str(base))
