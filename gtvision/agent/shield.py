@@ -114,10 +114,15 @@ def side_bounds(opponent_grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     one = torch.ones_like(x)
     upper = torch.where(acts & (y > 0), -away, one).amin(-1)        # a car on the left (+y): steer right
     lower = torch.where(acts & (y < 0), away, -one).amax(-1)        # a car on the right: steer left
+    lower, upper = _uncross(lower, upper)
+    return lower.clamp(-1.0, 1.0), upper.clamp(-1.0, 1.0)
+
+
+def _uncross(lower: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bounds that cross (lower above upper) both set to their midpoint; the others as they are."""
     crossed = lower > upper
     mid = 0.5 * (lower + upper)
-    lower, upper = torch.where(crossed, mid, lower), torch.where(crossed, mid, upper)
-    return lower.clamp(-1.0, 1.0), upper.clamp(-1.0, 1.0)
+    return torch.where(crossed, mid, lower), torch.where(crossed, mid, upper)
 
 
 def side_keep(action: torch.Tensor, opponent_grid: torch.Tensor) -> torch.Tensor:
@@ -149,10 +154,7 @@ def keep_bounds(action: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     """``action`` (N, 2) with the throttle capped at ``bounds[:, 0]`` and the steering delta held within
     ``bounds[:, 1:3]`` (crossed bounds: their midpoint)."""
     ceiling, lower, upper = bounds.unbind(-1)
-    lower, upper = torch.minimum(lower, upper), torch.maximum(lower, upper)
-    crossed = bounds[:, 1] > bounds[:, 2]
-    mid = 0.5 * (bounds[:, 1] + bounds[:, 2])
-    lower, upper = torch.where(crossed, mid, lower), torch.where(crossed, mid, upper)
+    lower, upper = _uncross(lower, upper)
     out = action.clone()
     out[:, 0] = torch.maximum(torch.minimum(action[:, 0], upper), lower)
     out[:, 1] = torch.minimum(action[:, 1], ceiling)

@@ -47,7 +47,7 @@ class Probe:
         if self.mode == "seen":
             action = keep_bounds(action, seen)
         elif self.mode == "seen_gap":
-            action = keep_bounds(action, torch.cat([seen[:, :1], -torch.ones_like(seen[:, :1]), seen[:, 2:] * 0 + 1], -1))
+            action = keep_bounds(action, torch.cat([seen[:, :1], -torch.ones_like(seen[:, :1]), torch.ones_like(seen[:, :1])], -1))
         elif self.mode == "oracle_gap":
             action = keep_bounds(action, layer_bounds(torch.as_tensor(obs["opponent_grid"]),
                                                       torch.as_tensor(obs["proprio"]), True, False, 0.4, 3.0))
