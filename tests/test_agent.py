@@ -607,3 +607,34 @@ def test_the_side_keeper_steers_away_only_from_a_car_alongside_closing_too_fast(
     assert kept[0, 0] == pytest.approx(min(plain[0, 0], -0.48)) and np.array_equal(kept[2:], plain[2:])
     with pytest.raises(ValueError, match="side_keeper"):   # the vision actor reads no privileged features
         make_agent("asymmetric", side_keeper=True)
+
+
+def test_a_seen_shield_weight_trains_the_head_in_rl_on_the_layers_bounds_of_the_replays_privileged_features():
+    from gtvision.agent.shield import layer_bounds
+
+    agent, preset = make_agent("asymmetric", seen_shield=True, seen_shield_weight=10.0, gap_hold_m=1.0,
+                               gap_look_m=5.0, actor_lr=3e-3)
+    batch = random_batch(agent, preset)
+    bi, L = agent.burn_in, batch["mask"].shape[1]
+    labels = layer_bounds(batch["obs"]["opponent_grid"][:, bi:bi + L].flatten(0, 1),
+                          batch["obs"]["proprio"][:, bi:bi + L].flatten(0, 1), True, True, 1.0, 5.0)
+    assert (labels[:, 0] < 1).float().mean() > 0.1 and (labels[:, 1:] != torch.tensor([-1.0, 1.0])).any()
+
+    def error():
+        with torch.no_grad():
+            feats, _ = agent.actor.torso.unroll(batch["obs"], batch["hidden"], batch["first"], burn_in=bi)
+            return float(agent.seen_shield_error(feats[:, :L], batch["obs"], batch["mask"]))
+
+    before = error()
+    metrics = [agent.update(batch) for _ in range(40)]
+    assert metrics[0]["losses/seen_shield"] == pytest.approx(before, rel=0.2)   # the shifted image moves it a little
+    assert error() < 0.5 * before
+    # without the weight the head has no loss in RL: its weights stay where DAgger left them
+    plain, preset = make_agent("asymmetric", seen_shield=True)
+    head = [p.detach().clone() for p in plain.actor.shield_head.parameters()]
+    assert "losses/seen_shield" not in plain.update(random_batch(plain, preset))
+    assert all(torch.equal(a, b) for a, b in zip(head, plain.actor.shield_head.parameters()))
+    with pytest.raises(ValueError, match="seen_shield_weight=1.0 trains a seen shield in RL; this actor has none"):
+        make_agent("asymmetric", seen_shield_weight=1.0)
+    with pytest.raises(ValueError, match=r"neither actor nor critics read \['opponent_grid'\]"):
+        make_agent("asymmetric", seen_shield=True, seen_shield_weight=1.0, critic_keys=("proprio", "course_points"))

@@ -165,9 +165,11 @@ class AgentConfig:
     ``opponent_grid`` and ``proprio`` (the gt_sophy variant's: the layer reads privileged features). Paper: none, a
     safety layer of ours (off by default, see the module)."""
     gap_hold_m: float = 0.4
-    """The gap keeper's gap (m, bumper to bumper) it holds when it acts (:data:`gtvision.agent.shield.GAP_HOLD_M`)."""
+    """The gap keeper's gap (m, bumper to bumper) it holds when it acts (:data:`gtvision.agent.shield.GAP_HOLD_M`);
+    with ``seen_shield_weight``, the gap of the seen shield's labels in RL."""
     gap_look_m: float = 3.0
-    """The gap keeper watches the cars in lane whose gap (m) is below this (:data:`gtvision.agent.shield.GAP_LOOK_M`)."""
+    """The gap keeper watches the cars in lane whose gap (m) is below this (:data:`gtvision.agent.shield.GAP_LOOK_M`);
+    with ``seen_shield_weight``, so do the seen shield's labels in RL."""
     side_keeper: bool = False
     """True: the actor's steering delta passes through a side keeper (:func:`gtvision.agent.shield.side_keep`) that
     steers away from a car alongside when the lateral gap closes too fast, in training and in racing; only for an
@@ -179,6 +181,13 @@ class AgentConfig:
     action passes through them (:func:`gtvision.agent.shield.keep_bounds`) in training and in racing. The actor's
     mean then learns the teacher's policy without its layers. Paper: none (ours, off by default): the vision
     actor cannot read the privileged layers' inputs, so it learns to see what they see."""
+    seen_shield_weight: float = 0.0
+    """With a seen shield, in RL (:meth:`gtvision.agent.qrsac.QRSACAgent.update`): the weight of its loss beside the
+    actor's, the mean squared error of its bounds against those the gap keeper (at ``gap_hold_m``, ``gap_look_m``)
+    and the side keeper set (:func:`gtvision.agent.shield.layer_bounds`) on the replay's ``opponent_grid`` and
+    ``proprio``, which the asymmetric critic reads. 0: the head learns in DAgger only, and drifts as RL moves the
+    features under it (README, RS1). Paper: none (ours): privileged labels for an auxiliary head, as the critic's
+    privileged inputs, in training only; the actor still acts on its image and proprio alone."""
     vector_transform: str = "scaled"
     """Applied to every vector observation before the networks: 'scaled' (a feature with finite bounds in the
     observation space mapped to [-1, 1] by them, the others symlog), 'symlog' (sign(x) log(1 + |x|), as
@@ -192,7 +201,7 @@ class AgentConfig:
             "image_embed": ">=1", "hidden_size": ">=1", "actor_width": ">=1", "actor_depth": ">=0",
             "critic_width": ">=1", "critic_depth": ">=0", "critic_trunk": ">=0", "num_quantiles": ">=1", "kappa": ">0", "gamma": "(0,1]",
             "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0", "tau": "(0,1]",
-            "max_shift_px": ">=0", "gap_hold_m": ">=0", "gap_look_m": ">0"}, {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean")})
+            "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0", "gap_look_m": ">0"}, {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean")})
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"agent.log_std_min={self.log_std_min} must be below agent.log_std_max="
                              f"{self.log_std_max}")

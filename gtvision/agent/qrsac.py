@@ -20,7 +20,7 @@ from torch import nn
 from .augment import random_shift
 from .config import AgentConfig
 from .networks import Actor, QuantileCritic, as_dict_space
-from .shield import gap_keep, keep_bounds, side_keep
+from .shield import gap_keep, keep_bounds, layer_bounds, side_keep
 
 
 def quantile_midpoints(n: int, device=None) -> torch.Tensor:
@@ -95,6 +95,15 @@ class QRSACAgent:
         self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
         self.acting_only = acting_only
         self.reinitialise()
+        if config.seen_shield_weight > 0 and not acting_only:
+            missing = sorted({"opponent_grid", "proprio"} - set(self.replay_keys))
+            if not config.seen_shield:
+                raise ValueError(f"agent.seen_shield_weight={config.seen_shield_weight} trains a seen shield in RL; "
+                                 "this actor has none (agent.seen_shield=False)")
+            if missing:
+                raise ValueError(f"agent.seen_shield_weight={config.seen_shield_weight} labels the seen shield from "
+                                 f"the replay's opponent_grid and proprio; neither actor nor critics read {missing} "
+                                 f"(critic_keys={list(self.critics[0].keys)})")
 
     # --- networks -----------------------------------------------------------------------------------------
     def reinitialise(self):
@@ -234,8 +243,9 @@ class QRSACAgent:
                             for c, f in zip(self.critics, crit_feats)])
         q_pi = q_pi.min(0).values if cfg.actor_q == "min" else q_pi.mean(0)
         actor_loss = ((self.alpha * log_prob - q_pi) * mask).sum() / mask.sum().clamp(min=1)
+        shield_mse = self.seen_shield_error(feats[:, :L], obs, mask) if cfg.seen_shield_weight > 0 else None
         self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        (actor_loss if shield_mse is None else actor_loss + cfg.seen_shield_weight * shield_mse).backward()
         self.actor_opt.step()
         self.critics.requires_grad_(True)
         if self.alpha_opt is not None:  # alpha follows the entropy towards its target
@@ -255,7 +265,20 @@ class QRSACAgent:
             "values/target_mean": float(target.mean()),
             "policy/log_prob": float(log_prob.detach().mean()),
             "policy/alpha": self.alpha,
+            **({} if shield_mse is None else {"losses/seen_shield": float(shield_mse.detach())}),
         }
+
+    def seen_shield_error(self, features: torch.Tensor, obs: Mapping[str, torch.Tensor],
+                          mask: torch.Tensor) -> torch.Tensor:
+        """The seen shield's mean squared error over the trained rows (``mask`` (B, L)) and its 3 bounds: its
+        bounds on the actor's ``features`` (B, L, F) against those the gap keeper and side keeper set on the
+        replay's ``obs`` (B, W, ...) at rows burn_in..burn_in+L-1 (``config.seen_shield_weight``)."""
+        cfg, (B, L), bi = self.config, mask.shape, self.burn_in
+        grid, proprio = obs["opponent_grid"][:, bi:bi + L].float(), obs["proprio"][:, bi:bi + L].float()
+        labels = layer_bounds(grid.flatten(0, 1), proprio.flatten(0, 1), True, True, cfg.gap_hold_m,
+                              cfg.gap_look_m).view(B, L, 3)
+        err = ((self.actor.shield_bounds(features) - labels) ** 2).mean(-1)
+        return (err * mask).sum() / mask.sum().clamp(min=1)
 
     # --- state --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
