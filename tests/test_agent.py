@@ -638,3 +638,29 @@ def test_a_seen_shield_weight_trains_the_head_in_rl_on_the_layers_bounds_of_the_
         make_agent("asymmetric", seen_shield_weight=1.0)
     with pytest.raises(ValueError, match=r"neither actor nor critics read \['opponent_grid'\]"):
         make_agent("asymmetric", seen_shield=True, seen_shield_weight=1.0, critic_keys=("proprio", "course_points"))
+
+
+def test_a_privileged_shield_bounds_only_the_training_steps_and_racing_goes_through_the_seen_one():
+    agent, _ = make_agent("asymmetric", seen_shield=True, seen_shield_training="privileged", gap_hold_m=1.0,
+                          gap_look_m=5.0)
+    obs = {k: np.zeros((2, *s.shape), s.dtype) for k, s in OBS_SPACE.spaces.items()}
+    obs["opponent_grid"][0, 0, :3] = [4.18 + 0.5, 0.3, -3.0]   # race 0: closing fast on a car ahead in lane
+    torch.manual_seed(0)
+    trained = [agent.act(obs, agent.initial_hidden(2))[0] for _ in range(20)]   # sampled: some full throttles
+    # the ceiling (0 + 0 + 2 (1.5 (0.5 - 1) - 3)) / 8 = -0.9375 on race 0, none on race 1
+    assert max(a[0, 1] for a in trained) <= -0.9375 + 1e-6 and max(a[1, 1] for a in trained) > 0.0
+    raced, _ = agent.act(obs, agent.initial_hidden(2), eval_mode=True)
+    features, _ = agent.step_features(obs, agent.initial_hidden(2))
+    want = keep_bounds_of(agent, agent._to_env_action(agent.actor.sample(features, deterministic=True)[0]), features)
+    np.testing.assert_allclose(raced, want)                       # racing: its own head's bounds, not the layers'
+    clear = {**obs, "opponent_grid": np.zeros_like(obs["opponent_grid"])}
+    np.testing.assert_array_equal(agent.act(clear, agent.initial_hidden(2), eval_mode=True)[0], raced)
+    with pytest.raises(ValueError, match="seen_shield_training='privileged' bounds the training steps"):
+        make_agent("asymmetric", seen_shield_training="privileged")
+    with pytest.raises(ValueError, match="seen_shield_training"):
+        make_agent("asymmetric", seen_shield=True, seen_shield_training="oracle")
+
+
+def keep_bounds_of(agent, action, features):
+    from gtvision.agent.shield import keep_bounds
+    return keep_bounds(action, agent.actor.shield_bounds(features)).detach().numpy()

@@ -188,6 +188,13 @@ class AgentConfig:
     ``proprio``, which the asymmetric critic reads. 0: the head learns in DAgger only, and drifts as RL moves the
     features under it (README, RS1). Paper: none (ours): privileged labels for an auxiliary head, as the critic's
     privileged inputs, in training only; the actor still acts on its image and proprio alone."""
+    seen_shield_training: str = "seen"
+    """With a seen shield, what bounds the action of RL's training steps (``act`` with ``eval_mode=False``):
+    'seen' (its own head's, as in racing) or 'privileged' (the layers' own bounds on the observation's
+    ``opponent_grid`` and ``proprio``, those the head learns under ``seen_shield_weight``). Racing and evaluation
+    (``eval_mode=True``) always go through the head. Paper: none (ours): 'privileged' is a teacher's shield in
+    training only, as the critic's privileged inputs; under 'seen' the policy learns to push where the head is
+    blind (README, RS2)."""
     vector_transform: str = "scaled"
     """Applied to every vector observation before the networks: 'scaled' (a feature with finite bounds in the
     observation space mapped to [-1, 1] by them, the others symlog), 'symlog' (sign(x) log(1 + |x|), as
@@ -201,7 +208,8 @@ class AgentConfig:
             "image_embed": ">=1", "hidden_size": ">=1", "actor_width": ">=1", "actor_depth": ">=0",
             "critic_width": ">=1", "critic_depth": ">=0", "critic_trunk": ">=0", "num_quantiles": ">=1", "kappa": ">0", "gamma": "(0,1]",
             "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0", "tau": "(0,1]",
-            "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0", "gap_look_m": ">0"}, {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean")})
+            "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0", "gap_look_m": ">0"}, {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
+             "seen_shield_training": ("seen", "privileged")})
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"agent.log_std_min={self.log_std_min} must be below agent.log_std_max="
                              f"{self.log_std_max}")

@@ -95,6 +95,9 @@ class QRSACAgent:
         self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
         self.acting_only = acting_only
         self.reinitialise()
+        if config.seen_shield_training != "seen" and not config.seen_shield:
+            raise ValueError(f"agent.seen_shield_training={config.seen_shield_training!r} bounds the training steps "
+                             "in place of a seen shield; this actor has none (agent.seen_shield=False)")
         if config.seen_shield_weight > 0 and not acting_only:
             missing = sorted({"opponent_grid", "proprio"} - set(self.replay_keys))
             if not config.seen_shield:
@@ -162,7 +165,20 @@ class QRSACAgent:
         """
         features, hidden = self.step_features(obs, hidden)
         action, _ = self.actor.sample(features, deterministic=eval_mode)
-        return self.keep_seen(self.keep_gap(self._to_env_action(action), obs), features).cpu().numpy(), hidden
+        action = self.keep_gap(self._to_env_action(action), obs)
+        if self.config.seen_shield and self.config.seen_shield_training == "privileged" and not eval_mode:
+            dev = action.device
+            return keep_bounds(action, self.privileged_bounds(torch.as_tensor(obs["opponent_grid"], device=dev),
+                                                              torch.as_tensor(obs["proprio"], device=dev))
+                               ).cpu().numpy(), hidden
+        return self.keep_seen(action, features).cpu().numpy(), hidden
+
+    def privileged_bounds(self, opponent_grid: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """The bounds (N, 3) a seen shield learns (``config.seen_shield_weight``) and, under
+        ``config.seen_shield_training='privileged'``, trains behind: the gap keeper's (at ``config.gap_hold_m``,
+        ``gap_look_m``) and the side keeper's on privileged features (:func:`gtvision.agent.shield.layer_bounds`)."""
+        return layer_bounds(opponent_grid.float(), proprio.float(), True, True, self.config.gap_hold_m,
+                            self.config.gap_look_m)
 
     def keep_seen(self, action: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """``action`` (N, A) through the actor's seen shield (``config.seen_shield``: the bounds its own head reads
@@ -273,10 +289,9 @@ class QRSACAgent:
         """The seen shield's mean squared error over the trained rows (``mask`` (B, L)) and its 3 bounds: its
         bounds on the actor's ``features`` (B, L, F) against those the gap keeper and side keeper set on the
         replay's ``obs`` (B, W, ...) at rows burn_in..burn_in+L-1 (``config.seen_shield_weight``)."""
-        cfg, (B, L), bi = self.config, mask.shape, self.burn_in
-        grid, proprio = obs["opponent_grid"][:, bi:bi + L].float(), obs["proprio"][:, bi:bi + L].float()
-        labels = layer_bounds(grid.flatten(0, 1), proprio.flatten(0, 1), True, True, cfg.gap_hold_m,
-                              cfg.gap_look_m).view(B, L, 3)
+        (B, L), bi = mask.shape, self.burn_in
+        grid, proprio = obs["opponent_grid"][:, bi:bi + L], obs["proprio"][:, bi:bi + L]
+        labels = self.privileged_bounds(grid.flatten(0, 1), proprio.flatten(0, 1)).view(B, L, 3)
         err = ((self.actor.shield_bounds(features) - labels) ** 2).mean(-1)
         return (err * mask).sum() / mask.sum().clamp(min=1)
 

@@ -2,7 +2,8 @@
 image and proprio) against the layers it learnt: 4-lap races from the back of the grid, the same seeds for each MODE:
 'seen' (as trained: the action through the head's bounds), 'off' (the policy alone), 'oracle' (the action through the
 privileged layers' own bounds: gap keeper 1.0 m / 5 m and side keeper, the shielded teacher's), 'seen_gap' (the
-head's throttle ceiling only), 'oracle_gap' (the privileged gap keeper alone, 0.4 m / 3 m as SH1 trained). For every mode the
+head's throttle ceiling only), 'oracle_gap' (the privileged gap keeper alone, 0.4 m / 3 m as SH1 trained), 'seen_strict<d>' (the head's bounds, each one
+that acts moved d further into the action space: a stricter shield; d 0.3 when not given). For every mode the
 head's bounds are compared with the layers' at each step of a running race: how often a layer acts (its bound is off
 the action space's edge by more than 0.05), how many of those steps the head sees (recall) and how many of the
 head's own (precision), and the mean absolute error of each bound where the layer acts; and for the races not
@@ -46,6 +47,10 @@ class Probe:
         before = action
         if self.mode == "seen":
             action = keep_bounds(action, seen)
+        elif self.mode.startswith("seen_strict"):   # seen_strict<d>: each bound that acts moved d further in
+            d = float(self.mode[len("seen_strict"):] or 0.3)
+            acts = (seen - EDGES).abs() > 0.05
+            action = keep_bounds(action, torch.where(acts, seen - d * torch.tensor([1.0, -1.0, 1.0]), seen))
         elif self.mode == "seen_gap":
             action = keep_bounds(action, torch.cat([seen[:, :1], -torch.ones_like(seen[:, :1]), torch.ones_like(seen[:, :1])], -1))
         elif self.mode == "oracle_gap":
