@@ -651,16 +651,11 @@ def test_a_privileged_shield_bounds_only_the_training_steps_and_racing_goes_thro
     assert max(a[0, 1] for a in trained) <= -0.9375 + 1e-6 and max(a[1, 1] for a in trained) > 0.0
     raced, _ = agent.act(obs, agent.initial_hidden(2), eval_mode=True)
     features, _ = agent.step_features(obs, agent.initial_hidden(2))
-    want = keep_bounds_of(agent, agent._to_env_action(agent.actor.sample(features, deterministic=True)[0]), features)
-    np.testing.assert_allclose(raced, want)                       # racing: its own head's bounds, not the layers'
+    want = agent.keep_seen(agent._to_env_action(agent.actor.sample(features, deterministic=True)[0]), features).detach()
+    np.testing.assert_allclose(raced, want.numpy())                     # racing: its own head's bounds, not the layers'
     clear = {**obs, "opponent_grid": np.zeros_like(obs["opponent_grid"])}
     np.testing.assert_array_equal(agent.act(clear, agent.initial_hidden(2), eval_mode=True)[0], raced)
     with pytest.raises(ValueError, match="seen_shield_training='privileged' bounds the training steps"):
         make_agent("asymmetric", seen_shield_training="privileged")
     with pytest.raises(ValueError, match="seen_shield_training"):
         make_agent("asymmetric", seen_shield=True, seen_shield_training="oracle")
-
-
-def keep_bounds_of(agent, action, features):
-    from gtvision.agent.shield import keep_bounds
-    return keep_bounds(action, agent.actor.shield_bounds(features)).detach().numpy()

@@ -167,11 +167,11 @@ class QRSACAgent:
         action, _ = self.actor.sample(features, deterministic=eval_mode)
         action = self.keep_gap(self._to_env_action(action), obs)
         if self.config.seen_shield and self.config.seen_shield_training == "privileged" and not eval_mode:
-            dev = action.device
-            return keep_bounds(action, self.privileged_bounds(torch.as_tensor(obs["opponent_grid"], device=dev),
-                                                              torch.as_tensor(obs["proprio"], device=dev))
-                               ).cpu().numpy(), hidden
-        return self.keep_seen(action, features).cpu().numpy(), hidden
+            grid, proprio = (torch.as_tensor(obs[k], device=action.device) for k in ("opponent_grid", "proprio"))
+            action = keep_bounds(action, self.privileged_bounds(grid, proprio))
+        else:
+            action = self.keep_seen(action, features)
+        return action.cpu().numpy(), hidden
 
     def privileged_bounds(self, opponent_grid: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """The bounds (N, 3) a seen shield learns (``config.seen_shield_weight``) and, under

@@ -50,7 +50,7 @@ class Probe:
         elif self.mode.startswith("seen_strict"):   # seen_strict<d>: each bound that acts moved d further in
             d = float(self.mode[len("seen_strict"):] or 0.3)
             acts = (seen - EDGES).abs() > 0.05
-            action = keep_bounds(action, torch.where(acts, seen - d * torch.tensor([1.0, -1.0, 1.0]), seen))
+            action = keep_bounds(action, torch.where(acts, seen - d * EDGES, seen))
         elif self.mode == "seen_gap":
             action = keep_bounds(action, torch.cat([seen[:, :1], -torch.ones_like(seen[:, :1]), torch.ones_like(seen[:, :1])], -1))
         elif self.mode == "oracle_gap":
