@@ -195,6 +195,20 @@ class AgentConfig:
     (``eval_mode=True``) always go through the head. Paper: none (ours): 'privileged' is a teacher's shield in
     training only, as the critic's privileged inputs; under 'seen' the policy learns to push where the head is
     blind (README, RS2)."""
+    recovery: bool = False
+    """True: a recovery reflex (:mod:`gtvision.agent.recovery`) overrides the actor's action when the car has stood
+    still for ``recovery_trigger_s``: it backs off and turns the nose to the side the car's steering points to (a
+    three-point turn), in training and in racing. It reads only ``proprio`` (the forward speed and the steering
+    command), so the vision actor may have it. Paper: none, a safety layer of ours (off by default): the vision
+    students' unfinished races end standing against a barrier or a car (README)."""
+    recovery_trigger_s: float = 1.5
+    """The reflex begins when the forward speed has stayed below 1 m/s this long (s)."""
+    recovery_reverse_s: float = 3.0
+    """It holds the brake this long (s; reverse engages after 1 s at a standstill), steering away."""
+    recovery_exit_s: float = 1.5
+    """Then it steers to the other lock this long (s), with at least ``recovery_exit_throttle``."""
+    recovery_exit_throttle: float = 0.3
+    """The least throttle while it drives out (0..1)."""
     vector_transform: str = "scaled"
     """Applied to every vector observation before the networks: 'scaled' (a feature with finite bounds in the
     observation space mapped to [-1, 1] by them, the others symlog), 'symlog' (sign(x) log(1 + |x|), as
@@ -206,9 +220,12 @@ class AgentConfig:
     def __post_init__(self):
         check_fields(self, {
             "image_embed": ">=1", "hidden_size": ">=1", "actor_width": ">=1", "actor_depth": ">=0",
-            "critic_width": ">=1", "critic_depth": ">=0", "critic_trunk": ">=0", "num_quantiles": ">=1", "kappa": ">0", "gamma": "(0,1]",
-            "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0", "tau": "(0,1]",
-            "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0", "gap_look_m": ">0"}, {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
+            "critic_width": ">=1", "critic_depth": ">=0", "critic_trunk": ">=0", "num_quantiles": ">=1",
+            "kappa": ">0", "gamma": "(0,1]", "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0",
+            "tau": "(0,1]", "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0",
+            "gap_look_m": ">0", "recovery_trigger_s": ">=0", "recovery_reverse_s": ">=0", "recovery_exit_s": ">=0",
+            "recovery_exit_throttle": "[0,1]"},
+            {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
              "seen_shield_training": ("seen", "privileged")})
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"agent.log_std_min={self.log_std_min} must be below agent.log_std_max="
@@ -217,10 +234,12 @@ class AgentConfig:
             raise ValueError(f"cnn_channels {self.cnn_channels}, cnn_kernels {self.cnn_kernels} and "
                              f"cnn_strides {self.cnn_strides} must have the same length")
 
-    SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper")
+    SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper", "recovery", "recovery_trigger_s",
+                     "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle")
     """The fields that set the safety layers (:mod:`gtvision.agent.shield`) around the actor's action and nothing
     the networks compute: an exported agent may race with them changed (``gtvision export --set``)."""
-    LAYER_READS = {"gap_keeper": ("opponent_grid", "proprio"), "side_keeper": ("opponent_grid",)}
+    LAYER_READS = {"gap_keeper": ("opponent_grid", "proprio"), "side_keeper": ("opponent_grid",),
+                   "recovery": ("proprio",)}
     """What each safety layer reads, which the actor must read too (privileged features: not the vision actor)."""
 
     def check_layers(self, actor_reads) -> None:

@@ -1,0 +1,123 @@
+"""A recovery reflex: a three-point turn when the car has stopped, on on-board information alone.
+
+Paper: none. The paper's agent needs none in GT7, or never shows one; ours race from the back of a 20-car grid
+where a race ends unfinished when the learner gains no 10 m of course in 10 s (``gtvision.env.episodes.STUCK_S``),
+and the vision students end such races standing, nose against a barrier after a spin or pushed into one, where the
+teacher would back off and turn (README, the vision agent's ninth session). The BIAI has the same manoeuvre
+(``gtvision.sim.biai``: hold the brake until reverse engages, steer the nose towards the course, drive on); it reads
+where the course is, which the vision actor may not, so the reflex turns the nose to the side the car's own steering
+points to, the side the policy wants to go.
+
+The reflex (``AgentConfig.recovery``, off by default; a safety layer in the sense of :mod:`gtvision.agent.shield`,
+in training and in racing, and ``gtvision export --set agent.recovery=true`` gives it to a trained agent) reads two
+proprio features, the forward speed and the steering command, and keeps a clock per car. When the forward speed has
+stayed below ``STOP_MPS`` for ``recovery_trigger_s`` seconds, it holds the brake for ``recovery_reverse_s`` seconds
+(the simulator engages reverse after ``gtvision.sim.core.REVERSE_ENGAGE_S`` at a standstill, as GT7's automatic
+gearbox does) with the steering at full lock away from the side the steering pointed to (left when straight), then
+for ``recovery_exit_s`` seconds steers to full lock on that side with at least ``recovery_exit_throttle`` of
+throttle; then the policy drives again, and the clock starts afresh.
+
+Measured (README, "A recovery reflex"): a turnaround for a car facing the wrong way, on the heading integrated from
+the yaw rate, was tried and is not here: after wall hits it turned cars that were not facing backwards, and lost
+more races than it saved.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..env.observations import PROPRIO_LAYOUT
+from ..sim.core import CONTROL_HZ
+
+STOP_MPS = 1.0
+"""Below this forward speed (m/s) the car counts as stopped (reversing counts too)."""
+NOT_ACTING = 2 ** 30
+"""The clock of a car whose reflex has not begun (control steps)."""
+STEER_GAIN = 10.0
+"""Steering rate (action units) per unit of the steering command's distance to full lock."""
+_BLOCKS = {name: start for name, start, _, _ in PROPRIO_LAYOUT}
+FORWARD_SPEED = _BLOCKS["v"]
+"""Index in ``proprio`` of the forward speed (m/s)."""
+STEER_COMMAND = _BLOCKS["u"]
+"""Index in ``proprio`` of the steering command (commanded angle / full lock, + left)."""
+
+
+class RecoveryReflex:
+    """The reflex's clocks for ``num_envs`` cars and its override of their actions (see the module).
+
+    ``trigger_s``, ``reverse_s``, ``exit_s``, ``exit_throttle``: ``AgentConfig.recovery_*``. Call it with each
+    step's actions (N, 2) in the action space's units (steering rate, throttle/brake) and the observations'
+    ``proprio`` (N, 18); :meth:`reset` the cars whose episode ends."""
+
+    def __init__(self, num_envs: int, trigger_s: float, reverse_s: float, exit_s: float, exit_throttle: float):
+        for name, value in (("trigger_s", trigger_s), ("reverse_s", reverse_s), ("exit_s", exit_s)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"recovery {name} must be a finite number >= 0, got {value!r}")
+        if not 0.0 <= exit_throttle <= 1.0:
+            raise ValueError(f"recovery exit_throttle must be in [0, 1], got {exit_throttle!r}")
+        self.trigger_s, self.reverse_s, self.exit_s, self.exit_throttle = trigger_s, reverse_s, exit_s, exit_throttle
+        # the clocks count control steps (exact, where sums of 0.1 s in float32 drift)
+        self._trigger, self._reverse, self._exit = (round(t * CONTROL_HZ) for t in (trigger_s, reverse_s, exit_s))
+        self._trigger = max(self._trigger, 1)   # at least one step stopped
+        self.stopped = torch.zeros(num_envs, dtype=torch.long)
+        """How many control steps each car has been stopped while the reflex was not acting."""
+        self.since = torch.full((num_envs,), NOT_ACTING, dtype=torch.long)
+        """Control steps since each car's reflex began (``NOT_ACTING``: it has not)."""
+        self.side = torch.ones(num_envs)
+        """The side (+1 left, -1 right) each car's last reflex turns the nose to."""
+        self.count = torch.zeros(num_envs, dtype=torch.long)
+        """How many times each car's reflex has begun since its last :meth:`reset`."""
+
+    @classmethod
+    def for_agent(cls, agent, num_envs: int) -> "RecoveryReflex | None":
+        """The reflex of ``agent``'s configuration (``config.recovery``), or None (off, or no configuration)."""
+        config = getattr(agent, "config", None)
+        if config is None or not getattr(config, "recovery", False):
+            return None
+        return cls(num_envs, config.recovery_trigger_s, config.recovery_reverse_s, config.recovery_exit_s,
+                   config.recovery_exit_throttle)
+
+    def acting(self) -> torch.Tensor:
+        """(N,) bool: the cars whose reflex drives this step."""
+        return self.since < self._reverse + self._exit
+
+    def __call__(self, action: np.ndarray | torch.Tensor, proprio: np.ndarray | torch.Tensor):
+        """The actions (same type and shape as ``action``) with the reflex's in place of the policy's where it
+        acts; advances the clocks by one control step."""
+        p = torch.as_tensor(np.asarray(proprio) if not torch.is_tensor(proprio) else proprio).float().cpu()
+        speed, steer = p[:, FORWARD_SPEED], p[:, STEER_COMMAND]
+        self.stopped = torch.where((speed < STOP_MPS) & ~self.acting(), self.stopped + 1,
+                                   torch.zeros_like(self.stopped))
+        start = self.stopped >= self._trigger
+        self.side = torch.where(start, torch.where(steer < -0.05, -1.0, 1.0), self.side)
+        self.since = torch.where(start, torch.zeros_like(self.since), (self.since + 1).clamp(max=NOT_ACTING))
+        self.stopped = torch.where(start, torch.zeros_like(self.stopped), self.stopped)
+        self.count += start.long()
+        backing = self.since < self._reverse
+        leaving = ~backing & self.acting()
+        if not bool((backing | leaving).any()):
+            return action
+        target = torch.where(backing, -self.side, self.side)
+        steer_rate = (STEER_GAIN * (target - steer)).clamp(-1.0, 1.0)
+        out = torch.as_tensor(action).clone()
+        dev = out.device
+        out[:, 0] = torch.where((backing | leaving).to(dev), steer_rate.to(out), out[:, 0])
+        pedal = torch.where(leaving.to(dev), out[:, 1].clamp(min=self.exit_throttle), out[:, 1])
+        out[:, 1] = torch.where(backing.to(dev), torch.full_like(pedal, -1.0), pedal)
+        return out if torch.is_tensor(action) else out.numpy().astype(np.asarray(action).dtype)
+
+    def reset(self, mask: np.ndarray | torch.Tensor) -> None:
+        """Start the clocks afresh for the cars in ``mask`` (N,) bool (their episode ended)."""
+        mask = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
+        self.stopped[mask] = 0
+        self.since[mask] = NOT_ACTING
+        self.count[mask] = 0
+
+    def state_dict(self) -> dict:
+        return {key: getattr(self, key).clone() for key in ("stopped", "since", "side", "count")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value.clone())

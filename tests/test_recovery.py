@@ -1,0 +1,113 @@
+"""The recovery reflex (agent.recovery): a three-point turn on on-board information when the car has stood still."""
+import types
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from gtvision.agent.config import AgentConfig
+from gtvision.agent.recovery import FORWARD_SPEED, STEER_COMMAND, RecoveryReflex
+from gtvision.agent.rollout import Rollout
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _proprio(speed, steer):
+    p = np.zeros((len(speed), 18), np.float32)
+    p[:, FORWARD_SPEED], p[:, STEER_COMMAND] = speed, steer
+    return p
+
+
+def test_a_stopped_car_backs_off_steering_away_then_drives_out_to_its_side_and_a_moving_one_is_left_alone():
+    reflex = RecoveryReflex(3, trigger_s=1.5, reverse_s=3.0, exit_s=1.5, exit_throttle=0.3)
+    policy = np.array([[0.2, 0.1], [0.2, 0.8], [-0.1, 0.0]], np.float32)
+    # car 0 stopped steering left, car 1 at speed, car 2 stopped steering right
+    proprio = _proprio([0.0, 20.0, 0.2], [0.5, 0.5, -0.5])
+    for _ in range(14):                                      # 1.4 s standing: not yet
+        np.testing.assert_array_equal(reflex(policy, proprio), policy)
+    out = reflex(policy, proprio)                            # 1.5 s: it begins
+    assert out[0, 1] == -1.0 and out[0, 0] < 0               # brake (reverse) and steer right, away from its left
+    assert out[2, 1] == -1.0 and out[2, 0] > 0
+    np.testing.assert_array_equal(out[1], policy[1])
+    assert reflex.count.tolist() == [1, 0, 1]
+    for _ in range(29):                                      # the rest of its 3 s of reverse
+        out = reflex(policy, proprio)
+        assert out[0, 1] == -1.0
+    out = reflex(policy, proprio)                            # then out, to full lock on its side, some throttle
+    assert out[0, 0] > 0 and out[0, 1] == pytest.approx(0.3) and out[2, 0] < 0
+    for _ in range(14):
+        reflex(policy, proprio)
+    np.testing.assert_array_equal(reflex(policy, proprio), policy)   # 1.5 s later the policy drives again
+    reflex.reset(np.array([True, False, False]))
+    assert reflex.count.tolist() == [0, 0, 1] and reflex.stopped[0] == 0
+
+
+def test_the_reflex_takes_torch_actions_and_refuses_bad_settings():
+    reflex = RecoveryReflex(1, trigger_s=0.0, reverse_s=1.0, exit_s=0.0, exit_throttle=0.0)
+    out = reflex(torch.tensor([[0.5, 0.5]]), torch.as_tensor(_proprio([0.0], [0.0])))
+    assert torch.is_tensor(out) and out[0, 1] == -1.0 and out[0, 0] < 0   # straight: it turns the nose left
+    with pytest.raises(ValueError, match="exit_throttle must be in"):
+        RecoveryReflex(1, 1.5, 3.0, 1.5, 1.5)
+    with pytest.raises(ValueError, match="reverse_s"):
+        RecoveryReflex(1, 1.5, -1.0, 1.5, 0.3)
+    with pytest.raises(ValueError, match="agent.recovery_exit_throttle=2.0"):
+        AgentConfig(recovery_exit_throttle=2.0)
+
+
+class StandingAgent:
+    """A policy that never touches the pedals or the wheel, with the recovery reflex's settings when asked."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, recovery):
+        self.config = types.SimpleNamespace(recovery=recovery, recovery_trigger_s=1.0, recovery_reverse_s=3.0,
+                                            recovery_exit_s=1.0, recovery_exit_throttle=0.3)
+
+    def initial_hidden(self, n):
+        return torch.zeros(n, 0)
+
+    def act(self, obs, hidden, eval_mode=False):
+        return np.zeros((len(hidden), 2), np.float32), hidden
+
+
+@pytest.mark.parametrize("recovery", [False, True])
+def test_in_a_race_a_car_that_stands_still_is_backed_off_by_its_reflex_and_the_actions_taken_are_the_reflexs(
+        recovery):
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=1, num_opponents=0, start="grid_back", start_speed_mps=0.0,
+                        image_size=16, render_image=False)
+    rollout = Rollout(envs, StandingAgent(recovery), seed=0, eval_mode=True)
+    speeds, pedals = [], []
+    for _ in range(35):
+        step = rollout.step()
+        speeds.append(float(step.next_obs["proprio"][0, FORWARD_SPEED]))
+        pedals.append(float(step.action[0, 1]))
+    envs.close()
+    if recovery:
+        assert pedals[9] == -1.0 and min(speeds) < -0.5   # from 1 s standing it brakes, and reverse engages
+        assert rollout.state_dict()["reflex"]["count"].tolist() == [1]
+    else:
+        assert set(pedals) == {0.0} and max(abs(s) for s in speeds) < 0.1 and "reflex" not in rollout.state_dict()
+
+
+def test_a_vision_agent_exported_with_the_reflex_races_with_it_and_its_networks_are_unchanged(tmp_path):
+    """`gtvision export --set agent.recovery=true`: the reflex reads proprio only, so a vision agent may have it; the
+    evaluation's rollout then drives through it."""
+    from gtvision import checkpoints, cli
+    from gtvision.evaluation import evaluate, race_envs
+    from gtvision.training import RunConfig, train
+
+    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, seed=3,
+                             env_kwargs={"num_opponents": 1, "max_time_s": 2.0}), tmp_path / "run", progress=False)
+    out = tmp_path / "reflex"
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(out), "--set", "agent.recovery=true",
+                     "--set", "agent.recovery_trigger_s=1.0"]) == 0
+    config = checkpoints.run_preset(out).agent
+    assert config.recovery and config.recovery_trigger_s == 1.0 and config.actor_keys == ("image", "proprio")
+    envs, agent = race_envs(out, "tokyo", 2, 1, "cpu")
+    reflex = Rollout(envs, agent, seed=0, eval_mode=True).reflex
+    envs.close()
+    assert reflex is not None and reflex.trigger_s == 1.0
+    assert len(evaluate(out, "tokyo", episodes=1, seed=0, laps=1, progress=False)) == 1
+    assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "bad"),
+                     "--set", "agent.recovery_exit_throttle=3"]) == 2
