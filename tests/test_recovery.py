@@ -82,12 +82,16 @@ def test_in_a_race_a_car_that_stands_still_is_backed_off_by_its_reflex_and_the_a
         step = rollout.step()
         speeds.append(float(step.next_obs["proprio"][0, FORWARD_SPEED]))
         pedals.append(float(step.action[0, 1]))
-    envs.close()
     if recovery:
         assert pedals[9] == -1.0 and min(speeds) < -0.5   # from 1 s standing it brakes, and reverse engages
-        assert rollout.state_dict()["reflex"]["count"].tolist() == [1]
+        state = rollout.state_dict()
+        assert state["reflex"]["count"].tolist() == [1]
+        resumed = Rollout(envs, StandingAgent(recovery), seed=1, eval_mode=True)   # a resumed run takes its clocks up
+        resumed.load_state_dict(state)
+        assert int(resumed.reflex.since[0]) == int(rollout.reflex.since[0]) == 25 and bool(resumed.reflex.acting()[0])
     else:
         assert set(pedals) == {0.0} and max(abs(s) for s in speeds) < 0.1 and "reflex" not in rollout.state_dict()
+    envs.close()
 
 
 def test_a_vision_agent_exported_with_the_reflex_races_with_it_and_its_networks_are_unchanged(tmp_path):
