@@ -438,12 +438,33 @@ def test_episodes_draw_situations_whole():
     for e in (envs, back, one, plain):
         e.close()
     for situations, message in (([{"laps": 3}], "a situation may set num_opponents, start, start_speed_mps, bop, "
-                                                "stuck_s, learner_yaw_deg; got laps"),
+                                                "stuck_s, learner_yaw_deg, start_m; got laps"),
                                 ([], "non-empty list of dicts"), ({"start": "grid_back"}, "non-empty list of dicts"),
                                 ([{"start": "pit"}], "unknown start 'pit'"),
                                 ([{}, {"num_opponents": 25}], "num_opponents must be an int in 0..19")):
         with pytest.raises(ValueError, match=message):
             RacingEnv(situations=situations, **SMALL)
+
+
+def test_random_starts_stand_where_start_m_says_alone_or_in_a_situation_and_bad_ranges_are_named():
+    """`start_m=[lo, hi]`: a random start's grid stands with its front car drawn within that stretch of the lap; in a
+    situation, only that situation's episodes; without it the grids stand anywhere, as they always did."""
+    kw = dict(num_envs=8, vectorization_mode="vector_entry_point", render_image=False, num_opponents=3,
+              start_speed_mps=20, image_size=16)
+    fronts = {}
+    for name, extra in (("plain", {}), ("aimed", {"start_m": [1700, 1950]}),
+                        ("mixed", {"situations": [{}, {"start_m": [1700, 1950]}]})):
+        envs = gym.make_vec("gtvision/Tokyo-v0", **extra, **kw)
+        envs.reset(seed=3)
+        fronts[name] = envs.unwrapped.batch.state.s_m.max(1).values.numpy()
+        envs.close()
+    assert ((fronts["aimed"] >= 1700) & (fronts["aimed"] <= 1950)).all()
+    assert ((fronts["plain"] < 1700) | (fronts["plain"] > 1950)).sum() >= 6       # anywhere on the 4.4 km lap
+    inside = (fronts["mixed"] >= 1700) & (fronts["mixed"] <= 1950)
+    assert 0 < inside.sum() < 8
+    for where in ([1950, 1700], [-5, 10], [100], "far"):
+        with pytest.raises(ValueError, match="start_m must be None or a range"):
+            RacingEnv(start_m=where, **SMALL)
 
 
 def test_spun_starts_turn_the_learner_alone_and_keep_its_velocity_along_the_course():

@@ -47,7 +47,7 @@ TRAINING = {"num_opponents": None, "start": "random", "laps": None, "bop": True}
 """Keyword arguments of a training episode (paper IV-B); also the environments' defaults."""
 RACE = {"num_opponents": MAX_OPPONENTS, "start": "grid_back", "laps": 4, "bop": False}
 """Keyword arguments of a race episode (paper IV-D): 4 laps from the back of a 20-car grid, BoP off."""
-SITUATION_KEYS = ("num_opponents", "start", "start_speed_mps", "bop", "stuck_s", "learner_yaw_deg")
+SITUATION_KEYS = ("num_opponents", "start", "start_speed_mps", "bop", "stuck_s", "learner_yaw_deg", "start_m")
 """What a situation of ``EpisodeConfig.situations`` may set: how an episode begins, drawn together."""
 
 
@@ -91,6 +91,12 @@ class EpisodeConfig:
     course, so the car starts sliding as in a spin. Ours (the paper starts every car straight): a situation such as
     ``{"learner_yaw_deg": [-180, 180], "stuck_s": 10}`` shows a DAgger student spun-round states, where its
     teacher turns round (README, "The vision agent", runs V23 and MS2: it did not make students finish more races)."""
+    start_m: tuple[float, float] | None = None
+    """Where a 'random' start's grid stands: a range ``(lo, hi)`` of course distance (m from the start line, taken
+    modulo the lap) each episode draws the grid's front from uniformly; None: anywhere on the lap. Ours (the paper's
+    random starts cover the lap): a situation such as ``{"start": "random", "start_m": [1700, 1950]}`` aims episodes
+    at one place of the lap (README, "A recovery reflex": half of the vision agent's unfinished races end at one
+    corner)."""
 
     def __post_init__(self):
         if self.situations is not None:
@@ -135,6 +141,14 @@ class EpisodeConfig:
                              f"within it (each episode draws one uniformly), got {yaw!r}")
         if ranged:  # a range is a tuple (the draw tells it from a fixed heading by that)
             object.__setattr__(self, "learner_yaw_deg", tuple(yaw))
+        where = self.start_m
+        if where is not None:
+            if (not isinstance(where, (tuple, list)) or len(where) != 2
+                    or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+                           for v in where) or where[0] > where[1]):
+                raise ValueError(f"start_m must be None or a range [lo, hi] of course distance (m, 0 <= lo <= hi) "
+                                 f"where a random start's grid stands, got {where!r}")
+            object.__setattr__(self, "start_m", (float(where[0]), float(where[1])))
         for name in ("max_time_s", "stuck_s"):
             v = getattr(self, name)
             if v is None and name == "max_time_s":
@@ -238,7 +252,9 @@ def draw_episodes(cfg: EpisodeConfig, rngs: list[np.random.Generator], length_m:
         kind = starts[0] if len(starts) == 1 else str(starts[rng.integers(0, len(starts))])
         if kind == "random":
             slot.append(int(rng.integers(0, n + 1)))
-            start.append(float(rng.uniform(0.0, length_m)))
+            where = sit.start_m   # None draws as it always did
+            start.append(float(rng.uniform(0.0, length_m)) if where is None
+                         else float(rng.uniform(where[0], where[1])) % length_m)
         else:
             slot.append(n)
             start.append(0.0)

@@ -351,12 +351,13 @@ class RacingEnv(gym.Env):
     contact_yaw_share  share of a car-car impulse's yaw kick applied (``gtvision.sim.core.SimParams``; the
                     default 0.35, 1 the rigid body's: bumps spin cars far more often)
     situations      None, or a list of dicts of ``num_opponents``, ``start``, ``start_speed_mps``, ``bop``,
-                    ``stuck_s`` and ``learner_yaw_deg``: each episode draws one and begins as it says (unnamed
-                    keys as above), e.g.
+                    ``stuck_s``, ``learner_yaw_deg`` and ``start_m``: each episode draws one and begins as it
+                    says (unnamed keys as above), e.g.
                     ``[{}, {"start": "grid_back", "num_opponents": 19, "start_speed_mps": 0, "bop": false}]``
     learner_yaw_deg the learner's heading at the start relative to the course (degrees, left positive), or a
                     range ``[lo, hi]`` each episode draws from; a rolling start keeps its velocity along the
                     course (a spin)
+    start_m         None, or a range ``[lo, hi]`` of course distance (m) where a 'random' start's grid stands
     ==============  ==============================================================================
     """
 
@@ -369,10 +370,10 @@ class RacingEnv(gym.Env):
                  reward: RewardConfig | None = None, compile: bool = False,
                  start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
                  contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None,
-                 learner_yaw_deg: float | list[float] = 0.0):
+                 learner_yaw_deg: float | list[float] = 0.0, start_m: list[float] | None = None):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps, situations,
-                                learner_yaw_deg)
+                                learner_yaw_deg, start_m)
         self.batch = RaceBatch(scenario, 1, episode, image_size, render_size, device, reward, compile, render_image,
                                contact_yaw_share)
         self.observation_space = observation_space(image_size, self.batch.max_steer_rad)
@@ -432,10 +433,10 @@ class RacingVectorEnv(VectorEnv):
                  reward: RewardConfig | None = None, compile: bool = False,
                  start_speed_mps: float | tuple[float, ...] = 0.0, render_image: bool = True,
                  contact_yaw_share: float = core.CAR_CONTACT_YAW_SHARE, situations: list[dict] | None = None,
-                 learner_yaw_deg: float | list[float] = 0.0):
+                 learner_yaw_deg: float | list[float] = 0.0, start_m: list[float] | None = None):
         self.render_mode = _check_render_mode(render_mode, self.metadata["render_modes"])
         episode = EpisodeConfig(num_opponents, start, laps, bop, max_time_s, stuck_s, start_speed_mps, situations,
-                                learner_yaw_deg)
+                                learner_yaw_deg, start_m)
         self.batch = RaceBatch(scenario, num_envs, episode, image_size, render_size, device, reward, compile,
                                render_image, contact_yaw_share)
         self.num_envs = self.batch.num_races
