@@ -86,7 +86,7 @@ class RecoveryReflex:
     def __call__(self, action: np.ndarray | torch.Tensor, proprio: np.ndarray | torch.Tensor):
         """The actions (same type and shape as ``action``) with the reflex's in place of the policy's where it
         acts; advances the clocks by one control step."""
-        p = torch.as_tensor(np.asarray(proprio) if not torch.is_tensor(proprio) else proprio).float().cpu()
+        p = torch.as_tensor(proprio).float().cpu()
         speed, steer = p[:, FORWARD_SPEED], p[:, STEER_COMMAND]
         self.stopped = torch.where((speed < STOP_MPS) & ~self.acting(), self.stopped + 1,
                                    torch.zeros_like(self.stopped))

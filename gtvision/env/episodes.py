@@ -95,8 +95,8 @@ class EpisodeConfig:
     """Where a 'random' start's grid stands: a range ``(lo, hi)`` of course distance (m from the start line, taken
     modulo the lap) each episode draws the grid's front from uniformly; None: anywhere on the lap. Ours (the paper's
     random starts cover the lap): a situation such as ``{"start": "random", "start_m": [1700, 1950]}`` aims episodes
-    at one place of the lap (README, "A recovery reflex": half of the vision agent's unfinished races end at one
-    corner)."""
+    at one place of the lap (README, "Aiming DAgger at the corner (V24)": half of the vision agent's unfinished races
+    end at one corner; aiming DAgger there did not mend it)."""
 
     def __post_init__(self):
         if self.situations is not None:
