@@ -100,7 +100,8 @@ class RunConfig:
     teacher: str | None = None
     """A checkpoint (or run directory) of a privileged agent whose policy the actor first learns by DAgger
     (``train.distill_rounds`` rounds, ``gtvision.agent.distill``), whose critics then start the RL when they read
-    what the learner's do; None: RL alone (the paper)."""
+    what the learner's do, and, with ``train.kickstart_weight`` > 0, which keeps labelling the states RL collects
+    (kickstarting); with ``init`` the DAgger rounds, if any, start from its actor. None: RL alone (the paper)."""
     init: str | None = None
     """A checkpoint (or run directory) whose networks the learner starts from (fine-tuning): its actor, and its
     critics with their targets and entropy coefficient where they read what the learner's do (else fresh ones);
@@ -118,9 +119,6 @@ class RunConfig:
                             "eval_episodes": ">=0", "threads": ">=1", "checkpoint_every": ">=0",
                             "keep_checkpoints": ">=1"},
                      {**RUN_CHOICES, "scenario": SCENARIO_NAMES + (None,)}, section="run")
-        if self.init is not None and self.teacher is not None:
-            raise ValueError(f"--init {self.init} and --teacher {self.teacher}: give one (a teacher's student starts "
-                             "from its distilled actor)")
         if self.init_critics is not None and self.init is None:
             raise ValueError(f"--init-critics {self.init_critics} needs --init (the actor the critics go with)")
         if self.max_minutes == 0 and self.teacher is None:
@@ -196,8 +194,12 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
                              config.seed, config.device, config.ray_address, reward=reward)
         num_envs = trainer.num_envs
     else:
-        trainer = LocalTrainer(gym.make_vec(env_id, num_envs=num_envs, **env_kwargs), preset, config.seed,
-                               config.device, reward=reward)
+        envs = gym.make_vec(env_id, num_envs=num_envs, **env_kwargs)
+        teacher = None
+        if preset.train.kickstart_weight > 0:  # its labels ride with every collected row
+            teacher = checkpoints.load_actor(checkpoints.resolve(config.teacher)[0], envs.single_observation_space,
+                                             envs.single_action_space, config.device)
+        trainer = LocalTrainer(envs, preset, config.seed, config.device, reward=reward, teacher=teacher)
     demo_seconds = None
     if preset.train.demo_steps > 0 and config.max_minutes != 0:
         # the BIAI's demonstrations (for the RL, so none when only a distillation runs), made again when a run resumes
@@ -221,7 +223,7 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
              "demo_seconds": demo_seconds, "preset": preset.to_dict()}, indent=2, default=str))
     if config.init is not None and checkpoint is None:
         _init_networks(config, trainer, out)
-    if config.teacher is not None and checkpoint is None:
+    if config.teacher is not None and preset.train.distill_rounds > 0 and checkpoint is None:
         _distill(config, preset, trainer, env_id, env_kwargs, num_envs, out, progress)
         if config.checkpoint_every:  # the distilled agent, before any RL (epoch 0)
             checkpoints.save(trainer, out, identity, config.keep_checkpoints, config.checkpoint_replay)
@@ -259,14 +261,19 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
 # ---------------------------------------------------------------------------- distillation
 
 def _check_teacher(config: RunConfig, preset, racing: bool):
-    """A teacher needs ``train.distill_rounds`` > 0, a racing environment, the local backend and no network reset
-    (without a teacher the distillation settings are unused)."""
-    rounds = preset.train.distill_rounds
+    """A teacher needs ``train.distill_rounds`` > 0 or ``train.kickstart_weight`` > 0, a racing environment, the
+    local backend and no network reset (without a teacher the distillation settings are unused; kickstarting
+    needs one)."""
+    rounds, kickstart = preset.train.distill_rounds, preset.train.kickstart_weight
     if config.teacher is None:
+        if kickstart > 0:
+            raise ValueError(f"train.kickstart_weight={kickstart} keeps the actor near a teacher's policy; give "
+                             "--teacher CHECKPOINT")
         return
-    if rounds == 0:
-        raise ValueError(f"--teacher {config.teacher}: the preset distils no round (train.distill_rounds=0); "
-                         "give --set train.distill_rounds=N")
+    if rounds == 0 and kickstart == 0:
+        raise ValueError(f"--teacher {config.teacher}: the preset distils no round (train.distill_rounds=0) and "
+                         "does not kickstart (train.kickstart_weight=0); give --set train.distill_rounds=N or "
+                         "--set train.kickstart_weight=W")
     if not racing:
         raise ValueError(f"--teacher {config.teacher}: distillation needs a gtvision racing scenario")
     if config.backend != "local":

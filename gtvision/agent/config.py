@@ -351,6 +351,12 @@ class TrainConfig:
     """False: the student drives DAgger's rounds with its mean action (as it races). True: with an action drawn from
     its Gaussian, so that it visits the states around its own line and learns the teacher's way back from them
     (noise injection, DART: Laskey et al. 2017)."""
+    kickstart_weight: float = 0.0
+    """0: RL alone after any DAgger. w > 0, in a run with a ``teacher`` (kickstarting, Schmitt et al. 2018): the
+    teacher labels every state RL collects with its policy (its mean through its safety layers, as DAgger's labels),
+    and the actor's loss adds w times KL(teacher || student) on the trained rows, so that RL improves the distilled
+    actor on the states it visits without drifting from its teacher. Paper: none (ours, the ``cpu`` preset's
+    vision agent on 2 cores; README, "Kickstarting")."""
 
     def __post_init__(self):
         check_fields(self, {"epochs": ">=1", "env_steps_per_epoch": ">=1", "updates_per_epoch": ">=0",
@@ -359,7 +365,7 @@ class TrainConfig:
                             "contact_boost": ">=1", "contact_boost_epochs": ">=0",
                             "demo_share": "[0,1]", "distill_rounds": ">=0", "distill_steps": ">=1",
                             "distill_updates": ">=0", "distill_power": ">=1",
-                            "distill_shield_weight": ">=0"})
+                            "distill_shield_weight": ">=0", "kickstart_weight": ">=0"})
         from .distill import DIVERGENCES
         if self.distill_divergence not in DIVERGENCES:
             raise ValueError(f"unknown distill_divergence {self.distill_divergence!r}; valid: "

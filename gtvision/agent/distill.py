@@ -38,7 +38,7 @@ import torch
 
 from .augment import random_shift
 from .config import AgentConfig, ReplayConfig, TrainConfig
-from .qrsac import QRSACAgent
+from .qrsac import QRSACAgent, gaussian_kl
 from .replay import SequenceReplay
 from .rollout import Rollout
 from .shield import layer_bounds
@@ -118,6 +118,22 @@ class TeacherStudent:
         return action.cpu().numpy(), torch.cat([s_hidden, t_hidden.to(self.device)], -1)
 
 
+@torch.no_grad()
+def policy_labels(teacher: QRSACAgent, obs, shielded: bool = True) -> np.ndarray:
+    """A memoryless ``teacher``'s labels (n, 2A) at a batched observation, as DAgger's (:class:`TeacherStudent`): its
+    pre-tanh mean, through its safety layers (:func:`shielded_mean`) when ``shielded`` (for a student with a seen
+    shield, which has layers of its own, its policy's mean as it is), then its log std; what kickstarting's RL
+    stores with every row (``TrainConfig.kickstart_weight``)."""
+    if teacher.hidden_size:
+        raise ValueError(f"a kickstarting teacher must be memoryless (a privileged gt_sophy actor); this one carries a "
+                         f"recurrent state of {teacher.hidden_size}")
+    n = len(next(iter(obs.values())))
+    mean, log_std, _, _ = _policy(teacher, obs, teacher.initial_hidden(n))
+    if shielded and has_layers(teacher):
+        mean = shielded_mean(mean, obs, teacher)
+    return torch.cat([mean, log_std], -1).cpu().numpy()
+
+
 def shielded_mean(mean: torch.Tensor, obs, agent: QRSACAgent) -> torch.Tensor:
     """A pre-tanh Gaussian mean (n, A) whose squashed action passes ``agent``'s safety layers
     (:meth:`QRSACAgent.keep_gap`): each component the layers move (the throttle capped by the gap keeper, the
@@ -126,13 +142,6 @@ def shielded_mean(mean: torch.Tensor, obs, agent: QRSACAgent) -> torch.Tensor:
     kept = agent.keep_gap(squashed, obs)
     moved = kept != squashed
     return torch.where(moved, torch.atanh(agent._from_env_action(kept).clamp(-0.999, 0.999)), mean)
-
-
-def gaussian_kl(t_mean: torch.Tensor, t_log_std: torch.Tensor, mean: torch.Tensor,
-                log_std: torch.Tensor) -> torch.Tensor:
-    """KL(teacher || student) of diagonal Gaussians, summed over the last axis."""
-    return (log_std - t_log_std + (torch.exp(2 * t_log_std) + (t_mean - mean) ** 2) / (2 * torch.exp(2 * log_std))
-            - 0.5).sum(-1)
 
 
 def distill_loss(student: QRSACAgent, batch: dict, divergence: str = "forward", power: float = 1.0,
@@ -286,4 +295,4 @@ def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: Agen
 
 
 __all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss",
-           "distill_terms", "gaussian_kl", "has_layers", "teacher_bounds"]
+           "distill_terms", "gaussian_kl", "has_layers", "policy_labels", "teacher_bounds"]

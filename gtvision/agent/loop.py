@@ -76,13 +76,21 @@ class Trainer(abc.ABC):
     (:attr:`stats`).
 
     ``reward``: the racing environment's reward configuration (``gtvision.env.reward_config``), which a
-    penalty ramp reweighs; None for other tasks.
+    penalty ramp reweighs; None for other tasks. ``teacher``: with ``TrainConfig.kickstart_weight`` > 0, the
+    memoryless agent (a privileged actor, ``checkpoints.load_actor``) whose policy labels every stored row
+    (:func:`gtvision.agent.distill.policy_labels`) and which the actor's loss keeps it near (kickstarting).
     """
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, preset: Preset, num_envs: int,
-                 seed: int = 0, device: str = "cpu", reward: RewardConfig | None = None):
+                 seed: int = 0, device: str = "cpu", reward: RewardConfig | None = None,
+                 teacher: QRSACAgent | None = None):
         cfg = self.cfg = preset.train
         self.preset, self.seed, self.num_envs = preset, seed, num_envs
+        if (cfg.kickstart_weight > 0) != (teacher is not None):
+            raise ValueError(f"train.kickstart_weight={cfg.kickstart_weight} and teacher="
+                             f"{'None' if teacher is None else 'an agent'}: kickstarting needs both (a weight > 0 "
+                             "and a teacher); plain RL neither")
+        self.teacher = teacher
         torch.manual_seed(seed)
         self.agent = QRSACAgent(observation_space, action_space, preset.agent, device,
                                 burn_in=preset.replay.burn_in)
@@ -91,7 +99,7 @@ class Trainer(abc.ABC):
         self.replay = SequenceReplay(self.observation_space, self.agent.replay_keys,
                                      self.agent.action_dim, self.agent.hidden_size, num_envs, preset.replay,
                                      preset.agent.gamma, preset.agent.n_step, device, seed=seed,
-                                     reward_terms=len(TERM_NAMES) if self.ramp else 0)
+                                     reward_terms=len(TERM_NAMES) if self.ramp else 0, labels=self.label_size)
         self.demos: SequenceReplay | None = None
         """BIAI demonstrations (``TrainConfig.demo_steps``), filled by :meth:`add_demonstrations`."""
         self.epoch, self.env_steps, self.updates, self.wall_s = 0, 0, 0, 0.0
@@ -113,13 +121,27 @@ class Trainer(abc.ABC):
         self.demos = SequenceReplay(self.observation_space, self.agent.replay_keys, self.agent.action_dim,
                                     self.agent.hidden_size, n, demo_cfg, self.preset.agent.gamma,
                                     self.preset.agent.n_step, self.agent.device, seed=seed,
-                                    reward_terms=len(TERM_NAMES) if self.ramp else 0)
+                                    reward_terms=len(TERM_NAMES) if self.ramp else 0, labels=self.label_size)
         rollout = Rollout(envs, self.agent, seed=seed)  # the BIAI drives; the actor's state rides along
         for _ in range(max(1, steps // n)):
             step = rollout.step(envs.unwrapped.biai_actions())
             self.demos.add(step.obs, step.hidden, step.action, step.reward, step.terminated, step.truncated,
-                           step.next_obs, terms=stack_terms(step.info) if self.ramp else None)
+                           step.next_obs, terms=stack_terms(step.info) if self.ramp else None,
+                           labels=self.labels(step.obs))
         return self.demos
+
+    @property
+    def label_size(self) -> int:
+        """Numbers per stored row that the teacher labels (its pre-tanh mean and log std); 0 without one."""
+        return 2 * self.agent.action_dim if self.teacher is not None else 0
+
+    def labels(self, obs) -> np.ndarray | None:
+        """The teacher's labels (n, 2A) of a batched observation (kickstarting), or None without a teacher: its
+        policy through its safety layers, or without them for an actor with a seen shield (its own layers)."""
+        if self.teacher is None:
+            return None
+        from .distill import policy_labels
+        return policy_labels(self.teacher, obs, shielded=not self.agent.config.seen_shield)
 
     def run_epoch(self) -> dict:
         """One epoch; returns its metrics record (see the module docstring)."""
@@ -144,7 +166,7 @@ class Trainer(abc.ABC):
         if len(self.replay) >= cfg.learning_starts:
             weights = self.ramp.weights(self.epoch) if self.ramp else None
             for _ in range(cfg.updates_per_epoch):
-                metrics = self.agent.update(self.sample(weights))
+                metrics = self.agent.update(self.sample(weights), kickstart_weight=cfg.kickstart_weight)
                 self.updates += 1
         if self.ramp:
             metrics["train/penalty_scale"] = cfg.penalty_scale(self.epoch)
@@ -164,7 +186,8 @@ class Trainer(abc.ABC):
     def store(self, step: Step, streams: np.ndarray | None = None):
         """Put one collected vector step into the replay (``streams``: the rows' streams, default all)."""
         self.replay.add(step.obs, step.hidden, step.action, step.reward, step.terminated, step.truncated,
-                        step.next_obs, streams=streams, terms=stack_terms(step.info) if self.ramp else None)
+                        step.next_obs, streams=streams, terms=stack_terms(step.info) if self.ramp else None,
+                        labels=self.labels(step.obs))
 
     # what a backend provides
     @property
@@ -199,12 +222,12 @@ class LocalTrainer(Trainer):
     """
 
     def __init__(self, envs: gym.vector.VectorEnv, preset: Preset, seed: int = 0, device: str = "cpu",
-                 reward: RewardConfig | None = None):
+                 reward: RewardConfig | None = None, teacher: QRSACAgent | None = None):
         if reward is None and envs.spec is not None:
             from ..env import reward_config
             reward = reward_config(envs.spec.id, envs.spec.kwargs)
         super().__init__(envs.single_observation_space, envs.single_action_space, preset, envs.num_envs, seed,
-                         device, reward)
+                         device, reward, teacher)
         self.envs = envs
         self.rollout = Rollout(envs, self.agent, seed=seed)
 

@@ -63,6 +63,13 @@ def qrsac_target(nstep_return: torch.Tensor, discount: torch.Tensor, q1_next: to
     return nstep_return.unsqueeze(-1) + discount.unsqueeze(-1) * z_next
 
 
+def gaussian_kl(t_mean: torch.Tensor, t_log_std: torch.Tensor, mean: torch.Tensor,
+                log_std: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of diagonal Gaussians, summed over the last axis."""
+    return (log_std - t_log_std + (torch.exp(2 * t_log_std) + (t_mean - mean) ** 2) / (2 * torch.exp(2 * log_std))
+            - 0.5).sum(-1)
+
+
 def polyak_update(online: nn.Module, target: nn.Module, tau: float):
     """target <- (1 - tau) target + tau online, in place."""
     with torch.no_grad():
@@ -210,11 +217,13 @@ class QRSACAgent:
         return features[:, 0], hidden
 
     # --- learning -----------------------------------------------------------------------------------------
-    def update(self, batch: dict) -> dict[str, float]:
+    def update(self, batch: dict, kickstart_weight: float = 0.0) -> dict[str, float]:
         """One QR-SAC gradient step on a batch of :meth:`SequenceReplay.sample`.
 
         Rows 0..burn_in-1 of each window warm up the recurrent states without gradients; rows
         burn_in..burn_in+L-1 are trained; their n-step targets bootstrap from rows ``bootstrap_index``.
+        ``kickstart_weight`` w > 0 (``TrainConfig.kickstart_weight``; the batch must hold a teacher's ``labels``,
+        its pre-tanh mean and log std): the actor's loss adds w times KL(teacher || actor) on the trained rows.
         """
         cfg, bi = self.config, self.burn_in
         obs, first, mask = dict(batch["obs"]), batch["first"], batch["mask"]
@@ -260,8 +269,16 @@ class QRSACAgent:
         q_pi = q_pi.min(0).values if cfg.actor_q == "min" else q_pi.mean(0)
         actor_loss = ((self.alpha * log_prob - q_pi) * mask).sum() / mask.sum().clamp(min=1)
         shield_mse = self.seen_shield_error(feats[:, :L], obs, mask) if cfg.seen_shield_weight > 0 else None
+        kickstart_kl = None
+        if kickstart_weight > 0:
+            kickstart_kl = self.teacher_kl(feats[:, :L], batch["labels"][:, bi:bi + L], mask)
+        loss = actor_loss
+        if shield_mse is not None:
+            loss = loss + cfg.seen_shield_weight * shield_mse
+        if kickstart_kl is not None:
+            loss = loss + kickstart_weight * kickstart_kl
         self.actor_opt.zero_grad(set_to_none=True)
-        (actor_loss if shield_mse is None else actor_loss + cfg.seen_shield_weight * shield_mse).backward()
+        loss.backward()
         self.actor_opt.step()
         self.critics.requires_grad_(True)
         if self.alpha_opt is not None:  # alpha follows the entropy towards its target
@@ -282,7 +299,16 @@ class QRSACAgent:
             "policy/log_prob": float(log_prob.detach().mean()),
             "policy/alpha": self.alpha,
             **({} if shield_mse is None else {"losses/seen_shield": float(shield_mse.detach())}),
+            **({} if kickstart_kl is None else {"losses/kickstart_kl": float(kickstart_kl.detach())}),
         }
+
+    def teacher_kl(self, features: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean KL(teacher || actor) over the trained rows (``mask`` (B, L)): the actor's Gaussian on its
+        ``features`` (B, L, F) against the teacher's in ``labels`` (B, L, >= 2A: pre-tanh mean, then log std)."""
+        A = self.action_dim
+        mean, log_std = self.actor.distribution(features)
+        kl = gaussian_kl(labels[..., :A], labels[..., A:2 * A], mean, log_std)
+        return (kl * mask).sum() / mask.sum().clamp(min=1)
 
     def seen_shield_error(self, features: torch.Tensor, obs: Mapping[str, torch.Tensor],
                           mask: torch.Tensor) -> torch.Tensor:
