@@ -122,3 +122,23 @@ def test_a_layered_teacher_labels_its_shielded_mean_and_a_seen_shield_student_it
     np.testing.assert_allclose(kept[1], plain[1], rtol=1e-6)       # the clear road: untouched
     np.testing.assert_allclose(raw, plain, rtol=1e-6)              # without the layers: the policy as it is
     envs.close()
+
+
+def test_the_trainer_labels_a_seen_shield_actor_with_the_teachers_policy_without_its_layers(teacher_run):
+    import dataclasses
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    teacher = load_actor(teacher_run, envs.single_observation_space, envs.single_action_space)
+    teacher.config = dataclasses.replace(teacher.config, gap_keeper=True)
+    with torch.no_grad():
+        teacher.actor.head[-1].bias[1] = 1.5  # full throttle, which the gap keeper caps in race 0
+    obs, _ = envs.reset(seed=0)
+    grid = np.zeros_like(obs["opponent_grid"])
+    grid[0, 0, :3] = [4.18 + 0.5, 0.0, -3.0]
+    obs = {**obs, "opponent_grid": grid, "proprio": np.zeros_like(obs["proprio"])}
+    assert not np.allclose(policy_labels(teacher, obs), policy_labels(teacher, obs, shielded=False))
+    for seen, shielded in ((False, True), (True, False)):
+        preset = resolve("smoke", overrides={"train.kickstart_weight": 1.0, "agent.seen_shield": seen})
+        trainer = LocalTrainer(gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV), preset, teacher=teacher)
+        np.testing.assert_allclose(trainer.labels(obs), policy_labels(teacher, obs, shielded=shielded), rtol=1e-6)
+        trainer.close()
+    envs.close()
