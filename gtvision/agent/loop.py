@@ -44,6 +44,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..rewards import TERM_NAMES, RewardConfig, stack_terms, weight_vector
+from .distill import policy_labels
 from .networks import as_dict_space
 from .presets import Preset
 from .qrsac import QRSACAgent
@@ -140,7 +141,6 @@ class Trainer(abc.ABC):
         policy through its safety layers, or without them for an actor with a seen shield (its own layers)."""
         if self.teacher is None:
             return None
-        from .distill import policy_labels
         return policy_labels(self.teacher, obs, shielded=not self.agent.config.seen_shield)
 
     def run_epoch(self) -> dict:
