@@ -410,3 +410,20 @@ def test_the_layers_bounds_reproduce_the_gap_and_side_keepers():
         got = keep_bounds(action, layer_bounds(grid, proprio, gap, side, 1.0, 5.0))
         torch.testing.assert_close(got, want)
         assert (got != action).any()
+
+
+@pytest.mark.parametrize("recovery", [False, True])
+def test_a_student_with_a_recovery_reflex_has_it_in_daggers_rollouts(recovery):
+    """The driver carries the student's configuration, so a student trained with ``agent.recovery`` backs off a
+    barrier in DAgger's episodes as in its races, and its teacher labels the states the reflex leaves it in."""
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, _ = _agents(envs)
+    student.config = dataclasses.replace(student.config, recovery=recovery, recovery_trigger_s=0.1)
+    rollout = Rollout(envs, TeacherStudent(teacher, student, "student"), seed=0)
+    assert (rollout.reflex is not None) == recovery
+    rollout.obs = {**rollout.obs, "proprio": np.zeros_like(rollout.obs["proprio"])}   # both cars standing
+    step = rollout.step()
+    if recovery:   # the reflex's first step: full brake (reverse) whatever the student wanted
+        np.testing.assert_allclose(step.action[:, 1], -1.0)
+    else:
+        assert not np.allclose(step.action[:, 1], -1.0)

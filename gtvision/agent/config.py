@@ -200,7 +200,8 @@ class AgentConfig:
     still for ``recovery_trigger_s``: it backs off and turns the nose to the side the car's steering points to (a
     three-point turn), in training and in racing. It reads only ``proprio`` (the forward speed and the steering
     command), so the vision actor may have it. Paper: none, a safety layer of ours (off by default): the vision
-    students' unfinished races end standing against a barrier or a car (README)."""
+    students' unfinished races end standing against a barrier or a car (README). A DAgger student with it has it in
+    DAgger's rollouts too (README, run VS5: it finished fewer races than without)."""
     recovery_trigger_s: float = 1.5
     """The reflex begins when the forward speed has stayed below 1 m/s this long (s)."""
     recovery_reverse_s: float = 3.0

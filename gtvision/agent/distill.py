@@ -78,7 +78,9 @@ class TeacherStudent:
     :attr:`labels` holds the teacher's (mean, log std) (n, 2A) of the last step, its mean shielded by its safety
     layers (:func:`shielded_mean`); for a student with a seen shield (``AgentConfig.seen_shield``) the teacher's
     mean as its policy gives it, followed by its layers' bounds (n, 2A + 3), and a student driver's action passes
-    through its own seen shield. The recurrent state is the student's followed by the teacher's."""
+    through its own seen shield. The recurrent state is the student's followed by the teacher's. :attr:`config` is the
+    student's: a student with a recovery reflex (``AgentConfig.recovery``) has it in DAgger's rollouts as in its races
+    (:class:`gtvision.agent.rollout.Rollout` applies it), so its teacher labels the states the reflex leaves it in."""
 
     def __init__(self, teacher: QRSACAgent, student: QRSACAgent, driver: str,
                  generator: torch.Generator | None = None):
@@ -91,6 +93,7 @@ class TeacherStudent:
             raise ValueError(f"the teacher acts in {teacher.action_dim} dimensions, the student in "
                              f"{student.action_dim}")
         self.teacher, self.student, self.driver, self.generator = teacher, student, driver, generator
+        self.config = student.config
         self.device = student.device
         self.labels: np.ndarray | None = None
 
