@@ -347,6 +347,73 @@ def bench_learner(presets=("paper", "cpu"), updates=(3, 20), device: str = "cpu"
     return {"matmul_gflops": gflops, "rows": rows}
 
 
+UPDATE_CHOICES = (
+    ("as the preset", {}),
+    ("channels-last convolutions", {"agent.channels_last": True}),
+    ("bfloat16 image encoder", {"agent.image_dtype": "bfloat16"}),
+    ("actor every 2nd update", {"agent.actor_update_every": 2}),
+    ("actor every 4th update", {"agent.actor_update_every": 4}),
+    ("actor on half the sequences", {"agent.actor_sequences": "half"}),
+    ("actor on a quarter", {"agent.actor_sequences": "quarter"}),
+    ("bfloat16, actor every 2nd", {"agent.image_dtype": "bfloat16", "agent.actor_update_every": 2}),
+)
+"""``bench_update``'s rows: a name and the ``--set`` changes (``agent.actor_sequences`` as a share of the batch)."""
+
+_SHARES = {"half": 2, "quarter": 4}
+
+
+def bench_update(preset_name: str = "cpu", variant: str = "asymmetric", choices=UPDATE_CHOICES, rounds: int = 5,
+                 device: str = "cpu", seed: int = 0) -> dict:
+    """Seconds per QR-SAC update of a preset under each of ``choices`` (the ways an update can spend less on the
+    vision actor), each next to the preset as it is, measured in the same run: every round times a block of
+    4 updates of each choice in turn (4 holds whole cycles of a delayed actor), on one batch each, after a
+    warm-up block; a row's time is the median over rounds.
+
+    ``speedup``: the preset's update time over the choice's. ``critic_rows_per_s`` and ``actor_rows_per_s``: the
+    trained rows each network learns from per second (a delayed actor or a smaller actor batch trains on fewer
+    rows per update: what an update buys, not only what it costs)."""
+    import statistics
+
+    from .agent.presets import apply_overrides, get_preset
+    from .agent.qrsac import QRSACAgent
+    from .env.racing import action_space, observation_space
+
+    base = get_preset(preset_name, variant)
+    block, runs = 4, []
+    for name, overrides in choices:
+        overrides = dict(overrides)
+        share = overrides.get("agent.actor_sequences")
+        if share in _SHARES:
+            overrides["agent.actor_sequences"] = max(1, base.replay.batch_sequences // _SHARES[share])
+        preset = apply_overrides(base, overrides)
+        torch.manual_seed(seed)
+        agent = QRSACAgent(observation_space(), action_space(), preset.agent, device, burn_in=preset.replay.burn_in)
+        batch = _learner_batch(agent, preset, seed)
+        runs.append((name, overrides, preset, agent, batch))
+    times = {name: [] for name, *_ in runs}
+    for r in range(rounds + 1):  # round 0 warms up
+        for name, _, _, agent, batch in runs:
+            t0 = time.perf_counter()
+            for _ in range(block):
+                agent.update(batch)
+            if agent.device.type == "cuda":
+                torch.cuda.synchronize()
+            if r > 0:
+                times[name].append((time.perf_counter() - t0) / block)
+    rows, reference = [], statistics.median(times[runs[0][0]])
+    for name, overrides, preset, agent, _ in runs:
+        update_s = statistics.median(times[name])
+        B, L = preset.replay.batch_sequences, preset.replay.seq_len
+        m = B if preset.agent.actor_sequences is None else min(B, preset.agent.actor_sequences)
+        rows.append({"choice": name, "set": " ".join(f"{k}={v}" for k, v in overrides.items()),
+                     "update_s": update_s, "speedup": reference / update_s,
+                     "critic_rows_per_s": B * L / update_s,
+                     "actor_rows_per_s": m * L / preset.agent.actor_update_every / update_s})
+    return {"preset": base.name, "variant": base.variant, "device": str(device),
+            "batch": f"{base.replay.batch_sequences}x{base.replay.seq_len} (+{base.replay.burn_in} burn-in)",
+            "rows": rows}
+
+
 TRAINING_ENV = {"start_speed_mps": 20.0, "stuck_s": 3.0}
 """``bench_training``'s episodes: rolling starts (a fresh policy moves), the stuck rule after 3 s."""
 

@@ -316,9 +316,22 @@ def cmd_bench(args) -> int:
             print(f"{r['preset']:>7} {r['parameters']:>11,} {r['batch']:>32} {r['gflop_per_update']:>13.1f} "
                   f"{r['update_s']:>9.3f} {r['updates_per_s']:>10.2f} {r['x_lower_bound']:>13.2f}")
         return 0
+    if args.what == "update":
+        from .bench import bench_update
+        res = bench_update(args.preset, args.variant or "asymmetric", rounds=args.rounds, device=args.device,
+                           seed=args.seed)
+        print(f"{res['preset']} preset, {res['variant']}, batch {res['batch']}, {res['device']}: an update under each "
+              "choice next to the preset's, blocks of 4 updates in turn, median of "
+              f"{args.rounds} rounds; rows: trained rows per second of each network")
+        print(f"{'choice':>28} {'update ms':>10} {'x preset':>9} {'critic rows/s':>14} {'actor rows/s':>13}  set")
+        for r in res["rows"]:
+            print(f"{r['choice']:>28} {r['update_s'] * 1000:>10.1f} {r['speedup']:>9.2f} "
+                  f"{r['critic_rows_per_s']:>14.0f} {r['actor_rows_per_s']:>13.0f}  {r['set'] or '-'}")
+        return 0
     if args.what == "training":
         from .bench import bench_training
         opponents = _opponent_counts(args.opponents)
+        args.variant = args.variant or "gt_sophy"
         res = bench_training(args.preset, args.variant, _key_values(args.set, "--set"), opponents, args.epochs,
                              args.scenario, args.device, args.seed)
         u = res["update"]
@@ -335,6 +348,7 @@ def cmd_bench(args) -> int:
 
         from .bench_learning import bench_learning
         out = args.out or f"runs/bench_learning_{time.strftime('%Y%m%d-%H%M%S')}"
+        args.variant = args.variant or "gt_sophy"
         tables = bench_learning(out, args.scenario, args.minutes, args.window, args.preset, args.variant,
                                 _key_values(args.set, "--set"), args.seed, sb3=not args.no_sb3)
         print(f"{args.scenario} alone (gtvision.bench_learning.LEARNING_ENV), {args.minutes:g} min of training each, "
@@ -345,7 +359,7 @@ def cmd_bench(args) -> int:
             print(t.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
         print(f"\n-> {out}/learning.csv, {out}/learning.png")
         return 0
-    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env, learner, training, learning")
+    raise ValueError(f"unknown benchmark {args.what!r}; valid: sim, env, learner, update, training, learning")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -459,9 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
-    b.add_argument("what", choices=["sim", "env", "learner", "training", "learning"],
+    b.add_argument("what", choices=["sim", "env", "learner", "update", "training", "learning"],
                    help="sim: the simulator next to CarRacing-v3; env: make_vec next to the bare simulator; "
                         "learner: QR-SAC update time of the paper and cpu presets next to the matmul rate; "
+                        "update: the vision agent's update under each speed choice (channels-last, bfloat16, "
+                        "a delayed actor, a smaller actor batch) next to the preset's; "
                         "training: the training loop's updates/s (collection included) next to the update alone; "
                         "learning: our learner next to Stable-Baselines3's SAC, same task and minutes, side by side")
     b.add_argument("--races", type=int, nargs="+", default=None,
@@ -483,9 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-image", action="store_true", help="env: render no image (render_image=False)")
     b.add_argument("--minutes", type=float, default=25.0, help="learning: minutes of training of each learner")
     b.add_argument("--window", type=float, default=5.0, help="learning: minutes per row of the table")
-    b.add_argument("--preset", default="cpu", help="training, learning: our preset")
-    b.add_argument("--variant", default="gt_sophy",
-                   help="training, learning: our variant (default: the GT Sophy baseline)")
+    b.add_argument("--preset", default="cpu", help="update, training, learning: our preset")
+    b.add_argument("--variant", default=None,
+                   help="update, training, learning: our variant (default: asymmetric for update, the GT Sophy "
+                        "baseline for training and learning)")
+    b.add_argument("--rounds", type=int, default=5, help="update: timed rounds (each a block of 4 updates a choice)")
     b.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="training, learning: change a field of our preset (repeatable)")
     b.add_argument("--epochs", type=int, default=5, help="training: timed epochs per opponent count")

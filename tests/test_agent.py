@@ -284,6 +284,68 @@ def test_burn_in_runs_without_gradients():
     assert obs["proprio"].grad[:, bi:].abs().sum() > 0
 
 
+def _params(net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_delayed_actor_steps_every_nth_update_and_the_critics_every_update():
+    torch.manual_seed(0)
+    agent, preset = make_agent(actor_update_every=3, target_entropy=-2.0)
+    batch = random_batch(agent, preset)
+    for n in range(1, 7):
+        actor, critics, alpha = _params(agent.actor), _params(agent.critics), agent.alpha
+        metrics = agent.update(batch)
+        assert not _same(critics, _params(agent.critics))  # the critics step every update
+        stepped = n % 3 == 0
+        assert _same(actor, _params(agent.actor)) != stepped, n
+        assert (alpha != agent.alpha) == stepped, n
+        assert ("losses/actor" in metrics) == (n >= 3)  # reported from the last actor step
+    state = agent.state_dict()
+    resumed, _ = make_agent(actor_update_every=3, target_entropy=-2.0)
+    resumed.load_state_dict(state)
+    assert resumed.updates == agent.updates == 6  # a resumed run keeps the count, and so the rhythm
+
+
+@pytest.mark.parametrize(("sequences", "reads_the_rest"), [(None, True), (2, False)])
+def test_a_smaller_actor_batch_trains_the_actor_on_its_first_sequences_only(sequences, reads_the_rest,
+                                                                           monkeypatch):
+    """With the critics held still, the actor's step on a batch and on the same batch with the images of its
+    sequences 2.. replaced differ only when the actor trains on every sequence."""
+    def step(images_of_the_rest):
+        torch.manual_seed(0)
+        agent, preset = make_agent(actor_sequences=sequences)
+        monkeypatch.setattr(agent.critic_opt, "step", lambda: None)
+        batch = random_batch(agent, preset)
+        batch["obs"] = dict(batch["obs"])
+        batch["obs"]["image"] = batch["obs"]["image"].clone()
+        batch["obs"]["image"][2:] = images_of_the_rest
+        before = _params(agent.actor)
+        agent.update(batch)
+        assert not _same(before, _params(agent.actor))  # the actor learns from its sequences
+        return _params(agent.actor)
+
+    assert _same(step(0), step(255)) != reads_the_rest
+
+
+def test_channels_last_and_bfloat16_encoders_compute_the_float32_encoders_features():
+    torch.manual_seed(0)
+    agent, preset = make_agent()
+    batch = random_batch(agent, preset)
+    image = batch["obs"]["image"][:, 0]
+    reference = agent.actor.torso.encoders["image"](image)
+    for changes, tolerance in (({"channels_last": True}, 1e-5), ({"image_dtype": "bfloat16"}, 0.05)):
+        other, _ = make_agent(**changes)
+        other.actor.load_state_dict(agent.actor.state_dict())
+        features = other.actor.torso.encoders["image"](image)
+        assert features.dtype == torch.float32
+        assert (features - reference).abs().max() <= tolerance * reference.abs().max(), changes
+        other.update(batch)  # and it trains
+
+
 def test_reset_changes_every_weight_and_clears_the_optimiser():
     torch.manual_seed(0)
     agent, preset = make_agent()

@@ -285,6 +285,40 @@ def test_bench_learner_reports_the_median_update_against_its_flop_bound(monkeypa
     assert row["x_lower_bound"] == pytest.approx(0.2 / row["lower_bound_s"])
 
 
+def test_bench_update_times_each_choice_next_to_the_preset_and_counts_what_each_network_learns(monkeypatch):
+    """On a clock where an update costs 40 ms of critics and, when the actor steps, 60 ms times its share of the
+    batch, each choice's median update and the rows each network trains on per second follow."""
+    from gtvision.agent.qrsac import QRSACAgent
+
+    def cost(agent, *_):
+        cfg, B = agent.config, 4  # the smoke preset's batch_sequences
+        share = (cfg.actor_sequences or B) / B
+        return 0.04 + (0.06 * share if agent.updates % cfg.actor_update_every == 0 else 0.0)
+
+    clock = _Clock()
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(QRSACAgent, "update", clock.charging(QRSACAgent.update, cost))
+    res = bench.bench_update("smoke", rounds=2)
+    rows = {r["choice"]: r for r in res["rows"]}
+    assert list(rows) == [name for name, _ in bench.UPDATE_CHOICES]
+    expected = {"as the preset": 0.1, "channels-last convolutions": 0.1, "bfloat16 image encoder": 0.1,
+                "actor every 2nd update": 0.07, "actor every 4th update": 0.055,
+                "actor on half the sequences": 0.07, "actor on a quarter": 0.055, "bfloat16, actor every 2nd": 0.07}
+    L = 8  # the smoke preset's seq_len
+    actor_rows = {"actor every 2nd update": 4 * L / 2, "actor every 4th update": 4 * L / 4,
+                  "bfloat16, actor every 2nd": 4 * L / 2,
+                  "actor on half the sequences": 2 * L, "actor on a quarter": 1 * L}
+    for name, seconds in expected.items():
+        row = rows[name]
+        assert row["update_s"] == pytest.approx(seconds), name
+        assert row["speedup"] == pytest.approx(0.1 / seconds), name
+        assert row["critic_rows_per_s"] == pytest.approx(4 * L / seconds), name
+        assert row["actor_rows_per_s"] == pytest.approx(actor_rows.get(name, 4 * L) / seconds), name
+    assert rows["actor on a quarter"]["set"] == "agent.actor_sequences=1"
+    args = cli.build_parser().parse_args(["bench", "update", "--rounds", "3"])
+    assert args.what == "update" and args.rounds == 3 and args.variant is None
+
+
 def test_bench_env_runs_each_field_size_and_the_curriculum():
     rows = bench.bench_env(races=(2,), steps=1, scenario="tokyo", opponents=(0, None), render_image=False)
     assert [r["opponents"] for r in rows] == [0, "curriculum"]

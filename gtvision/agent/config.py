@@ -138,6 +138,21 @@ class AgentConfig:
     """Polyak coefficient of the target critics (as SAC; the paper does not say)."""
     actor_q: str = "min"
     """How the actor loss combines the twin critics' means: 'min' or 'mean'."""
+    actor_update_every: int = 1
+    """The actor and the entropy coefficient take a step every N-th update, the critics every update (TD3's
+    delayed policy updates, Fujimoto et al. 2018). Paper: IV-B does not say; 1 is SAC's rule, both every update.
+    In the updates between, the actor's features (for the critics' targets) are computed without gradients:
+    the vision actor's CNN and GRU backward is most of an update on a CPU (``gtvision bench update``)."""
+    actor_sequences: int | None = None
+    """None: the actor's loss trains on every sequence of a batch (the paper). N: on the first N only, a smaller
+    image batch for the actor's step; the critics train on all, and the other sequences' actor features (for
+    the critics' targets) are computed without gradients. Ours, for a CPU (``gtvision bench update``)."""
+    channels_last: bool = False
+    """True: the image encoders' convolutions run in channels-last memory format (weights and input), the
+    layout the observation is stored in. Paper: III-D does not say (a speed choice, ``gtvision bench update``)."""
+    image_dtype: str = "float32"
+    """'bfloat16': the image encoders run under ``torch.autocast`` at bfloat16 (their convolutions and the
+    embedding's matmul; the rest of the update in float32). Paper: does not say (a speed choice)."""
     init_log_std: float | None = None
     """None: the actor's last layer is initialised like the others (pre-tanh std about 1). A number: its
     weights are scaled by 0.01 and its bias set so that a fresh policy's pre-tanh Gaussian has mean 0 and
@@ -225,9 +240,9 @@ class AgentConfig:
             "kappa": ">0", "gamma": "(0,1]", "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0",
             "tau": "(0,1]", "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0",
             "gap_look_m": ">0", "recovery_trigger_s": ">=0", "recovery_reverse_s": ">=0", "recovery_exit_s": ">=0",
-            "recovery_exit_throttle": "[0,1]"},
+            "recovery_exit_throttle": "[0,1]", "actor_update_every": ">=1", "actor_sequences": ">=1"},
             {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
-             "seen_shield_training": ("seen", "privileged")})
+             "seen_shield_training": ("seen", "privileged"), "image_dtype": ("float32", "bfloat16")})
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"agent.log_std_min={self.log_std_min} must be below agent.log_std_max="
                              f"{self.log_std_max}")

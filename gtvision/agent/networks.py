@@ -105,10 +105,19 @@ class ImageEncoder(nn.Module):
         # Paper III-D: "flattened and embedded into a 512-dimensional vector"; the ReLU is ours.
         self.embed = nn.Sequential(nn.Linear(c * h * w, cfg.image_embed), nn.ReLU())
         self.out_dim = cfg.image_embed
+        self.channels_last = cfg.channels_last
+        self.autocast = cfg.image_dtype == "bfloat16"
+        if self.channels_last:
+            self.convs.to(memory_format=torch.channels_last)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).float() / 255.0 - 0.5
-        return self.embed(self.convs(x))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if not self.autocast:
+            return self.embed(self.convs(x))
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.embed(self.convs(x)).float()
 
 
 class Torso(nn.Module):

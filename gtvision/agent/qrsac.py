@@ -101,6 +101,8 @@ class QRSACAgent:
         self.action_low = torch.as_tensor(action_space.low, dtype=torch.float32, device=self.device)
         self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
         self.acting_only = acting_only
+        self.updates = 0  # update() calls so far (``config.actor_update_every`` counts them)
+        self._actor_metrics: dict[str, float] = {}
         self.reinitialise()
         if config.seen_shield_training != "seen" and not config.seen_shield:
             raise ValueError(f"agent.seen_shield_training={config.seen_shield_training!r} bounds the training steps "
@@ -239,8 +241,24 @@ class QRSACAgent:
         boot = batch["bootstrap_index"] - bi  # (B, L) into the post-burn-in axis
         action = self._from_env_action(batch["action"][:, bi:bi + L])
 
-        # Actor features of rows burn_in.. (B, L + n, F); the burn-in runs from the stored state.
-        feats, _ = self.actor.torso.unroll(obs, h0, first, burn_in=bi)
+        # Whether the actor takes a step in this update, and on how many of the B sequences (the first m).
+        self.updates += 1
+        train_actor = self.updates % cfg.actor_update_every == 0
+        B = mask.shape[0]
+        m = B if cfg.actor_sequences is None else min(cfg.actor_sequences, B)
+        # Actor features of rows burn_in.. (B, L + n, F); the burn-in runs from the stored state. Only the rows
+        # the actor's loss trains on carry gradients; the others serve the critics' targets alone.
+        unroll = self.actor.torso.unroll
+        if train_actor and m == B:
+            feats, _ = unroll(obs, h0, first, burn_in=bi)
+        elif not train_actor:
+            with torch.no_grad():
+                feats, _ = unroll(obs, h0, first, burn_in=bi)
+        else:
+            feats, _ = unroll({k: v[:m] for k, v in obs.items()}, h0[:m], first[:m], burn_in=bi)
+            with torch.no_grad():
+                rest, _ = unroll({k: v[m:] for k, v in obs.items()}, h0[m:], first[m:], burn_in=bi)
+            feats = torch.cat([feats, rest])
         # Critic features. Paper: V-C's symmetric critic has its own recurrence but no stored state is described;
         # ours: it burns in from zeros over the same burn-in rows.
         crit_feats = [c.torso.unroll(obs, c.torso.initial_hidden(first), first, burn_in=bi)[0] for c in self.critics]
@@ -259,19 +277,38 @@ class QRSACAgent:
         critic_loss.backward()
         self.critic_opt.step()
 
+        if train_actor:
+            self._actor_metrics = self._actor_step(feats[:m, :L], [f[:m, :L] for f in crit_feats],
+                                                   {k: v[:m] for k, v in obs.items()}, mask[:m],
+                                                   batch["labels"][:m, bi:bi + L] if kickstart_weight > 0 else None,
+                                                   kickstart_weight)
+
+        for c, t in zip(self.critics, self.critic_targets):
+            polyak_update(c, t, cfg.tau)
+
+        return {
+            "losses/critic": float(critic_loss.detach()),
+            "values/q_mean": float(q[0].detach().mean()),
+            "values/target_mean": float(target.mean()),
+            "policy/alpha": self.alpha,
+            **self._actor_metrics,  # the last actor step's (``actor_update_every`` > 1: maybe an earlier update's)
+        }
+
+    def _actor_step(self, feats: torch.Tensor, crit_feats: list[torch.Tensor], obs: Mapping[str, torch.Tensor],
+                    mask: torch.Tensor, labels: torch.Tensor | None, kickstart_weight: float) -> dict[str, float]:
+        """The actor's (and alpha's) step on its trained rows: ``feats`` (m, L, F) with gradients, the critics'
+        ``crit_feats`` and ``obs`` of the same m sequences; returns its metrics."""
+        cfg = self.config
         # Actor step: alpha log pi(a|s) - Q(s, a), Q the mean over quantiles of the critics combined by
         # cfg.actor_q. Paper: III-D does not give the actor loss; 'min' of the twin means is SAC's rule and
         # matches the lower-mean target. The critics' features are detached: the actor loss trains no critic.
-        new_action, log_prob = self.actor.sample(feats[:, :L])
+        new_action, log_prob = self.actor.sample(feats)
         self.critics.requires_grad_(False)  # gradients flow through the critics to the action only
-        q_pi = torch.stack([c.quantiles(f[:, :L].detach(), new_action).mean(-1)
-                            for c, f in zip(self.critics, crit_feats)])
+        q_pi = torch.stack([c.quantiles(f.detach(), new_action).mean(-1) for c, f in zip(self.critics, crit_feats)])
         q_pi = q_pi.min(0).values if cfg.actor_q == "min" else q_pi.mean(0)
         actor_loss = ((self.alpha * log_prob - q_pi) * mask).sum() / mask.sum().clamp(min=1)
-        shield_mse = self.seen_shield_error(feats[:, :L], obs, mask) if cfg.seen_shield_weight > 0 else None
-        kickstart_kl = None
-        if kickstart_weight > 0:
-            kickstart_kl = self.teacher_kl(feats[:, :L], batch["labels"][:, bi:bi + L], mask)
+        shield_mse = self.seen_shield_error(feats, obs, mask) if cfg.seen_shield_weight > 0 else None
+        kickstart_kl = None if labels is None else self.teacher_kl(feats, labels, mask)
         loss = actor_loss
         if shield_mse is not None:
             loss = loss + cfg.seen_shield_weight * shield_mse
@@ -287,20 +324,9 @@ class QRSACAgent:
             self.alpha_opt.zero_grad(set_to_none=True)
             alpha_loss.backward()
             self.alpha_opt.step()
-
-        for c, t in zip(self.critics, self.critic_targets):
-            polyak_update(c, t, cfg.tau)
-
-        return {
-            "losses/critic": float(critic_loss.detach()),
-            "losses/actor": float(actor_loss.detach()),
-            "values/q_mean": float(q[0].detach().mean()),
-            "values/target_mean": float(target.mean()),
-            "policy/log_prob": float(log_prob.detach().mean()),
-            "policy/alpha": self.alpha,
-            **({} if shield_mse is None else {"losses/seen_shield": float(shield_mse.detach())}),
-            **({} if kickstart_kl is None else {"losses/kickstart_kl": float(kickstart_kl.detach())}),
-        }
+        return {"losses/actor": float(actor_loss.detach()), "policy/log_prob": float(log_prob.detach().mean()),
+                **({} if shield_mse is None else {"losses/seen_shield": float(shield_mse.detach())}),
+                **({} if kickstart_kl is None else {"losses/kickstart_kl": float(kickstart_kl.detach())})}
 
     def teacher_kl(self, features: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean KL(teacher || actor) over the trained rows (``mask`` (B, L)): the actor's Gaussian on its
@@ -326,7 +352,7 @@ class QRSACAgent:
         return {"actor": self.actor.state_dict(), "critics": self.critics.state_dict(),
                 "critic_targets": self.critic_targets.state_dict(), "actor_opt": self.actor_opt.state_dict(),
                 "critic_opt": self.critic_opt.state_dict(), "log_alpha": self.log_alpha.detach().clone(),
-                "alpha_opt": None if self.alpha_opt is None else self.alpha_opt.state_dict()}
+                "alpha_opt": None if self.alpha_opt is None else self.alpha_opt.state_dict(), "updates": self.updates}
 
     def load_state_dict(self, state: dict):
         self.actor.load_state_dict(state["actor"])
@@ -338,3 +364,4 @@ class QRSACAgent:
             self.log_alpha.copy_(state["log_alpha"])
         if self.alpha_opt is not None:
             self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.updates = int(state.get("updates", 0))  # checkpoints before 2026-12-03 do not count them
