@@ -271,6 +271,8 @@ def cmd_bench(args) -> int:
     import torch
 
     _threads(args.threads)
+    if args.variant is None:
+        args.variant = "asymmetric" if args.what == "update" else "gt_sophy"
     if args.races is None:
         args.races = [64, 256, 1024, 2048] if args.what == "sim" else [64, 256]
     if args.what == "sim":
@@ -318,7 +320,7 @@ def cmd_bench(args) -> int:
         return 0
     if args.what == "update":
         from .bench import bench_update
-        res = bench_update(args.preset, args.variant or "asymmetric", rounds=args.rounds, device=args.device,
+        res = bench_update(args.preset, args.variant, rounds=args.rounds, device=args.device,
                            seed=args.seed)
         print(f"{res['preset']} preset, {res['variant']}, batch {res['batch']}, {res['device']}: an update under each "
               "choice next to the preset's, blocks of 4 updates in turn, median of "
@@ -331,7 +333,6 @@ def cmd_bench(args) -> int:
     if args.what == "training":
         from .bench import bench_training
         opponents = _opponent_counts(args.opponents)
-        args.variant = args.variant or "gt_sophy"
         res = bench_training(args.preset, args.variant, _key_values(args.set, "--set"), opponents, args.epochs,
                              args.scenario, args.device, args.seed)
         u = res["update"]
@@ -348,7 +349,6 @@ def cmd_bench(args) -> int:
 
         from .bench_learning import bench_learning
         out = args.out or f"runs/bench_learning_{time.strftime('%Y%m%d-%H%M%S')}"
-        args.variant = args.variant or "gt_sophy"
         tables = bench_learning(out, args.scenario, args.minutes, args.window, args.preset, args.variant,
                                 _key_values(args.set, "--set"), args.seed, sb3=not args.no_sb3)
         print(f"{args.scenario} alone (gtvision.bench_learning.LEARNING_ENV), {args.minutes:g} min of training each, "

@@ -246,19 +246,16 @@ class QRSACAgent:
         train_actor = self.updates % cfg.actor_update_every == 0
         B = mask.shape[0]
         m = B if cfg.actor_sequences is None else min(cfg.actor_sequences, B)
-        # Actor features of rows burn_in.. (B, L + n, F); the burn-in runs from the stored state. Only the rows
-        # the actor's loss trains on carry gradients; the others serve the critics' targets alone.
-        unroll = self.actor.torso.unroll
-        if train_actor and m == B:
-            feats, _ = unroll(obs, h0, first, burn_in=bi)
-        elif not train_actor:
-            with torch.no_grad():
-                feats, _ = unroll(obs, h0, first, burn_in=bi)
-        else:
-            feats, _ = unroll({k: v[:m] for k, v in obs.items()}, h0[:m], first[:m], burn_in=bi)
-            with torch.no_grad():
-                rest, _ = unroll({k: v[m:] for k, v in obs.items()}, h0[m:], first[m:], burn_in=bi)
-            feats = torch.cat([feats, rest])
+        # Actor features of rows burn_in.. (B, L + n, F); the burn-in runs from the stored state. Only the g
+        # sequences the actor's loss trains on carry gradients; the others serve the critics' targets alone.
+        g = m if train_actor else 0
+        parts = []
+        for rows, grad in ((slice(0, g), True), (slice(g, B), False)):
+            if rows.start < rows.stop:
+                with torch.set_grad_enabled(grad):
+                    parts.append(self.actor.torso.unroll({k: v[rows] for k, v in obs.items()}, h0[rows],
+                                                         first[rows], burn_in=bi)[0])
+        feats = parts[0] if len(parts) == 1 else torch.cat(parts)
         # Critic features. Paper: V-C's symmetric critic has its own recurrence but no stored state is described;
         # ours: it burns in from zeros over the same burn-in rows.
         crit_feats = [c.torso.unroll(obs, c.torso.initial_hidden(first), first, burn_in=bi)[0] for c in self.critics]
