@@ -427,3 +427,51 @@ def test_a_student_with_a_recovery_reflex_has_it_in_daggers_rollouts(recovery):
         np.testing.assert_allclose(step.action[:, 1], -1.0)
     else:
         assert not np.allclose(step.action[:, 1], -1.0)
+
+
+def test_rescue_labels_follow_the_biai_where_the_car_is_in_trouble_and_the_teacher_elsewhere():
+    """``train.distill_rescue``: a car spun round (facing the wrong way) is labelled with the BIAI's way out, in the
+    labels and in round 0's driving; a car on its way along the course keeps the teacher's labels."""
+    for spun in (True, False):
+        kwargs = {**ENV, "learner_yaw_deg": 180.0, "start_speed_mps": 0.0} if spun else ENV
+        envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **kwargs)
+        student, teacher, _ = _agents(envs)
+        obs, _ = envs.reset(seed=0)
+        biai, trouble = envs.unwrapped.biai_rescue()
+        assert trouble.all() if spun else not trouble.any(), trouble
+        plain, rescued = TeacherStudent(teacher, student, "teacher"), \
+            TeacherStudent(teacher, student, "teacher", rescue=envs.unwrapped.biai_rescue)
+        hidden = plain.initial_hidden(2)
+        plain_action, _ = plain.act(obs, hidden)
+        rescued_action, _ = rescued.act(obs, hidden)
+        A = student.action_dim
+        np.testing.assert_array_equal(rescued.labels[:, A:], plain.labels[:, A:])   # the log std stays the teacher's
+        if spun:
+            limit = distill_mod.RESCUE_ACTION_LIMIT
+            np.testing.assert_allclose(np.tanh(rescued.labels[:, :A]), np.clip(biai, -limit, limit), atol=1e-5)
+            np.testing.assert_allclose(rescued_action, np.clip(biai, -limit, limit), atol=1e-4)
+            assert (np.abs(biai) > limit).any()   # the BIAI's way out is bang-bang: the clip acts
+            assert not np.allclose(plain_action, rescued_action)
+        else:
+            np.testing.assert_array_equal(rescued.labels, plain.labels)
+            np.testing.assert_array_equal(rescued_action, plain_action)
+        envs.close()
+
+
+def test_rescue_labels_need_a_racing_environment():
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, preset = _agents(envs)
+    train_cfg = dataclasses.replace(preset.train, distill_rounds=1, distill_steps=2, distill_updates=0,
+                                    distill_rescue=True)
+
+    class NoBIAI:
+        def __init__(self, inner):
+            self.inner, self.num_envs = inner, inner.num_envs
+
+        @property
+        def unwrapped(self):
+            return self
+
+    with pytest.raises(ValueError, match="distill_rescue.*biai_rescue"):
+        distill(student, teacher, NoBIAI(envs), train_cfg, preset.replay)
+    envs.close()

@@ -16,7 +16,7 @@ import torch
 from conftest import place_cars
 from gtvision.scenarios import SCENARIO_NAMES, get_scenario
 from gtvision.sim import core
-from gtvision.sim.biai import biai_controls, driving_plan
+from gtvision.sim.biai import biai_controls, biai_rescuing, driving_plan
 from gtvision.sim.cars import CAR_NAMES, CARS, get_car
 from gtvision.sim.circuits import TRACK_NAMES, load_track
 from gtvision.sim.race import final_places
@@ -488,8 +488,12 @@ def test_biai_turns_around_after_a_spin_without_scraping_along_a_barrier():
     lat = torch.tensor([[near_right], [near_right], [near_left], [near_left]])
     yaw_off = torch.tensor([[170.0], [-170.0], [170.0], [-170.0]]).mul(math.pi / 180.0)
     state = place_cars(core.reset(params, 4, 1), track, s0, lat, yaw_off, speed_mps=0.0)
+    rescuing = []   # DAgger's rescue labels follow the BIAI while it is in trouble (biai_rescuing)
     for _ in range(400):  # 40 s
+        rescuing.append(biai_rescuing(state, params))
         state = core.step(state, biai_controls(state, params, plan), params)
+    rescuing = torch.stack(rescuing)
+    assert rescuing[0].all() and not rescuing[-100:].any(), rescuing.float().mean(0)
     psi = state.yaw - track.heading_rad[state.station]
     psi = torch.atan2(torch.sin(psi), torch.cos(psi))
     assert (psi.abs() < math.radians(30.0)).all(), psi

@@ -47,6 +47,11 @@ ROUND_END_KEYS = ("progress_m", "place", "wall_time_s", "car_contact_time_s", "o
 """``info`` keys reported at the end of every round (its episodes rarely end within it)."""
 DRIVERS = ("teacher", "student")
 """Who drives a round's episodes (:class:`TeacherStudent`)."""
+RESCUE_ACTION_LIMIT = 0.9
+"""A rescue label (``TrainConfig.distill_rescue``) is the BIAI's action clipped to this magnitude before its inverse
+tanh: the BIAI's way out is bang-bang (full brake, full lock), whose pre-tanh means (3.8 at 0.999) would put the
+student's divergence on those rows at ten times the rest (measured: 196 against 20 on a first round's states) and
+let the rare rescues drive the whole fit. 0.9 still holds the brake past the 0.5 that engages reverse."""
 DIVERGENCES = ("forward", "reverse")
 """What the student minimises (``TrainConfig.distill_divergence``): KL(teacher || student) or KL(student || teacher)."""
 
@@ -78,12 +83,16 @@ class TeacherStudent:
     :attr:`labels` holds the teacher's (mean, log std) (n, 2A) of the last step, its mean shielded by its safety
     layers (:func:`shielded_mean`); for a student with a seen shield (``AgentConfig.seen_shield``) the teacher's
     mean as its policy gives it, followed by its layers' bounds (n, 2A + 3), and a student driver's action passes
-    through its own seen shield. The recurrent state is the student's followed by the teacher's. :attr:`config` is the
+    through its own seen shield. With ``rescue`` (``TrainConfig.distill_rescue``: a callable giving the BIAI's actions
+    (n, A) for the learners' cars and whether each is in trouble (n,), the racing vector env's ``biai_rescue``), the
+    BIAI's action replaces the teacher's mean where the car is in trouble, in the labels and in round 0's driving.
+    The recurrent state is the student's followed by the teacher's. :attr:`config` is the
     student's: a student with a recovery reflex (``AgentConfig.recovery``) has it in DAgger's rollouts as in its races
     (:class:`gtvision.agent.rollout.Rollout` applies it), so its teacher labels the states the reflex leaves it in."""
 
     def __init__(self, teacher: QRSACAgent, student: QRSACAgent, driver: str,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None,
+                 rescue: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
         if driver not in DRIVERS:
             raise ValueError(f"unknown driver {driver!r}; valid: {', '.join(DRIVERS)}")
         if student.config.seen_shield and not has_layers(teacher):
@@ -93,6 +102,7 @@ class TeacherStudent:
             raise ValueError(f"the teacher acts in {teacher.action_dim} dimensions, the student in "
                              f"{student.action_dim}")
         self.teacher, self.student, self.driver, self.generator = teacher, student, driver, generator
+        self.rescue = rescue
         self.config = student.config
         self.device = student.device
         self.labels: np.ndarray | None = None
@@ -107,6 +117,12 @@ class TeacherStudent:
         s_mean, s_log_std, s_hidden, s_features = _policy(self.student, obs, hidden[:, :hs])
         # the teacher's layers are part of its policy: it drives through them, and they are in its labels
         t_driven = shielded_mean(t_mean, obs, self.teacher) if has_layers(self.teacher) else t_mean
+        if self.rescue is not None:  # in trouble, the BIAI's way out is the label (and round 0's action)
+            biai, trouble = self.rescue()
+            biai_mean = torch.atanh(self.teacher._from_env_action(torch.as_tensor(biai, device=t_mean.device))
+                                    .clamp(-RESCUE_ACTION_LIMIT, RESCUE_ACTION_LIMIT))
+            trouble = torch.as_tensor(trouble, device=t_mean.device).unsqueeze(-1)
+            t_mean, t_driven = torch.where(trouble, biai_mean, t_mean), torch.where(trouble, biai_mean, t_driven)
         if self.student.config.seen_shield:  # the policy and the layers' bounds, each for its own head
             self.labels = torch.cat([t_mean, t_log_std, teacher_bounds(self.teacher, obs)], -1).cpu().numpy()
         else:
@@ -233,8 +249,14 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
     bar = tqdm(total=rounds * (steps_per_env + train.distill_updates), desc="DAgger", unit="it", disable=not progress)
     rollout = None
     sampler = torch.Generator().manual_seed(seed) if train.distill_sample else None
+    rescue = None
+    if train.distill_rescue:
+        rescue = getattr(envs.unwrapped, "biai_rescue", None)
+        if rescue is None:
+            raise ValueError("train.distill_rescue needs a racing environment (its BIAI labels the way out of trouble); "
+                             f"{type(envs.unwrapped).__name__} has no biai_rescue()")
     for r in range(rounds):
-        driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student", sampler)
+        driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student", sampler, rescue)
         buffer = first if r == 0 else own
         if rollout is None or not train.distill_continue:
             buffer.restart_streams(np.arange(n))  # a round's episodes begin afresh
@@ -297,5 +319,5 @@ def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: Agen
     return True
 
 
-__all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "TeacherStudent", "adopt_critics", "distill", "distill_loss",
+__all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "RESCUE_ACTION_LIMIT", "TeacherStudent", "adopt_critics", "distill", "distill_loss",
            "distill_terms", "gaussian_kl", "has_layers", "policy_labels", "teacher_bounds"]

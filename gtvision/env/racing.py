@@ -48,7 +48,7 @@ from gymnasium.vector.utils import batch_space
 from ..rewards import TERM_NAMES, RewardConfig, combine, reward_terms, stack_terms, weight_vector
 from ..sim.scenarios import get_scenario
 from ..sim import core
-from ..sim.biai import BIAIConfig, biai_controls, driving_plan
+from ..sim.biai import BIAIConfig, biai_controls, biai_rescuing, driving_plan
 from ..sim.render import CameraConfig, render_ego
 from .episodes import (
     LEARNER,
@@ -292,6 +292,12 @@ class RaceBatch:
         driver, paper IV-C, and a way to drive the learner in notebooks and tests)."""
         return biai_controls(self.state, self.params, self.plan)[:, LEARNER]
 
+    def biai_rescue(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R, 2) the BIAI's actions for each learner's car now, and (R,) bool whether that car is in trouble
+        (:func:`gtvision.sim.biai.biai_rescuing`: stopped, backing out, turning round or facing the wrong way),
+        where DAgger's rescue labels follow the BIAI (``TrainConfig.distill_rescue``)."""
+        return self.biai_actions(), biai_rescuing(self.state, self.params)[:, LEARNER]
+
     def zero_terms(self) -> dict[str, torch.Tensor]:
         """Reward terms of a step that did not happen (a reset): zeros."""
         zero = torch.zeros(self.num_races, device=self.device)
@@ -488,6 +494,14 @@ class RacingVectorEnv(VectorEnv):
         if self.batch.state is None:
             raise RuntimeError("call reset() before biai_actions()")
         return self.batch.biai_actions().cpu().numpy()
+
+    def biai_rescue(self) -> tuple[np.ndarray, np.ndarray]:
+        """(num_envs, 2) float32 the BIAI's actions for the learners' cars and (num_envs,) bool whether each is in
+        trouble (:meth:`RaceBatch.biai_rescue`)."""
+        if self.batch.state is None:
+            raise RuntimeError("call reset() before biai_rescue()")
+        actions, trouble = self.batch.biai_rescue()
+        return actions.cpu().numpy(), trouble.cpu().numpy()
 
     def render(self):
         if self.render_mode is None:

@@ -283,6 +283,35 @@ class BIAIConfig:
     """Lateral clearance it keeps to another car when passing or alongside (m)."""
 
 
+def _recovery_state(state: SimState, track: Track, cfg: BIAIConfig) -> tuple[torch.Tensor, ...]:
+    """(psi, stuck, backing, wrong_way), each (R, C): the heading off the course direction (rad, in (-pi, pi]),
+    and the BIAI's three ways out of trouble. Stuck (stopped against a barrier or another car): it alternates
+    backing out (holding the brake: reverse engages after core.REVERSE_ENGAGE_S), steering the nose towards the
+    course, and driving on, so a car blocked behind as well as ahead still gets out; cars tangled together start
+    their cycles at different times, by their index. Backing: still reversing out of the last stop. Facing the
+    wrong way at low speed (after a spin): pursuit of a point behind it is meaningless; it turns around the
+    short way on full lock at a crawl."""
+    psi = state.yaw - track.heading_rad[state.station]
+    psi = torch.atan2(torch.sin(psi), torch.cos(psi))
+    C = state.num_cars
+    car_phase = torch.arange(C, device=psi.device, dtype=psi.dtype) * 0.37
+    since = state.stopped_time_s - cfg.stuck_s + car_phase * (state.stopped_time_s > cfg.stuck_s)
+    stuck = (since > 0) & (torch.remainder(since, 2 * cfg.reverse_s + REVERSE_ENGAGE_S)
+                           < cfg.reverse_s + REVERSE_ENGAGE_S)
+    backing = (state.reverse_time_s > 0) & (state.reverse_time_s < REVERSE_ENGAGE_S + cfg.reverse_s) \
+        & (state.stopped_time_s < cfg.stuck_s)
+    wrong_way = (psi.abs() > math.radians(cfg.wrong_way_deg)) & (state.speed_mps < cfg.turnaround_mps)
+    return psi, stuck, backing, wrong_way
+
+
+def biai_rescuing(state: SimState, params: SimParams, cfg: BIAIConfig = BIAIConfig()) -> torch.Tensor:
+    """(R, C) bool: the cars in trouble, where the BIAI drives its way out instead of its line: stopped long
+    enough for it to back out, still backing out, or facing the wrong way at a crawl (:func:`_recovery_state`).
+    DAgger's rescue labels (``TrainConfig.distill_rescue``) take the BIAI's action there."""
+    _, stuck, backing, wrong_way = _recovery_state(state, params.track, cfg)
+    return stuck | backing | wrong_way
+
+
 def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
                   cfg: BIAIConfig = BIAIConfig()) -> torch.Tensor:
     """Controls (R, C, 2) of the BIAI for every car of every race, in the agent's action space."""
@@ -419,22 +448,10 @@ def biai_controls(state: SimState, params: SimParams, plan: DrivingPlan,
     # a little throttle is allowed (it pulls a front-driven car straight)
     oversteer = (state.yaw_rate - kappa * speed) * torch.sign(kappa) > cfg.oversteer_rad_s
     a_pedal = torch.where(oversteer, a_pedal.clamp(0.0, 0.3), a_pedal)
-    # ---- stuck (stopped against a barrier or another car): alternate backing out (hold the brake:
-    # reverse engages after core.REVERSE_ENGAGE_S), steering the nose towards the course, and driving
-    # on, so a car blocked behind as well as ahead still gets out. Cars tangled together start their
-    # cycles at different times, by their index.
-    psi = state.yaw - track.heading_rad[state.station]
-    psi = torch.atan2(torch.sin(psi), torch.cos(psi))
-    car_phase = torch.arange(C, device=s.device, dtype=s.dtype) * 0.37
-    since = state.stopped_time_s - cfg.stuck_s + car_phase * (state.stopped_time_s > cfg.stuck_s)
-    stuck = (since > 0) & (torch.remainder(since, 2 * cfg.reverse_s + REVERSE_ENGAGE_S)
-                           < cfg.reverse_s + REVERSE_ENGAGE_S)
-    backing = (state.reverse_time_s > 0) & (state.reverse_time_s < REVERSE_ENGAGE_S + cfg.reverse_s) \
-        & (state.stopped_time_s < cfg.stuck_s)
-    # facing the wrong way at low speed (after a spin): pursuit of a point behind it is meaningless;
-    # it turns around the short way on full lock at a crawl. Nose against a barrier, it backs off at
-    # once, steering the other way (a three-point turn), instead of scraping along it.
-    wrong_way = (psi.abs() > math.radians(cfg.wrong_way_deg)) & (speed < cfg.turnaround_mps)
+    # ---- out of trouble (:func:`_recovery_state`): stuck, backing out, or facing the wrong way at a crawl.
+    # Nose against a barrier, it backs off at once, steering the other way (a three-point turn), instead of
+    # scraping along it.
+    psi, stuck, backing, wrong_way = _recovery_state(state, track, cfg)
     turn_steer = -torch.sign(psi) * max_steer
     a_turn = ((turn_steer - state.steer_cmd_rad) / math.radians(STEER_DELTA_DEG)).clamp(-1.0, 1.0)
     a_steer = torch.where(wrong_way, a_turn, a_steer)
