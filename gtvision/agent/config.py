@@ -371,8 +371,8 @@ class TrainConfig:
     """False: the teacher labels every state DAgger visits. True: where the car is in trouble (stopped long enough for
     the BIAI to back out, backing out, or facing the wrong way at a crawl: :func:`gtvision.sim.biai.biai_rescuing`),
     the BIAI's action is the label instead (clipped: ``gtvision.agent.distill.RESCUE_ACTION_LIMIT``), and round 0's
-    teacher drives it:
-    the BIAI's manoeuvre (reverse off the barrier, turn round) where a teacher trained by RL never learnt one. Paper:
+    teacher drives it: the BIAI's manoeuvre (reverse off the barrier, turn round) where a teacher trained by RL never
+    learnt one. Paper:
     none (ours): a student's unfinished races end standing at a barrier or facing the wrong way after a spin, where
     the shielded teacher's labels pivot the car on its nose (README, "The shielded teacher's student"); run it with
     episodes that go on after a stop (``--env-arg stuck_s=10``), or the teacher never labels such states."""

@@ -319,5 +319,5 @@ def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: Agen
     return True
 
 
-__all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "RESCUE_ACTION_LIMIT", "TeacherStudent", "adopt_critics", "distill", "distill_loss",
-           "distill_terms", "gaussian_kl", "has_layers", "policy_labels", "teacher_bounds"]
+__all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "RESCUE_ACTION_LIMIT", "TeacherStudent", "adopt_critics",
+           "distill", "distill_loss", "distill_terms", "gaussian_kl", "has_layers", "policy_labels", "teacher_bounds"]

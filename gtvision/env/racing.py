@@ -294,7 +294,7 @@ class RaceBatch:
 
     def biai_rescue(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(R, 2) the BIAI's actions for each learner's car now, and (R,) bool whether that car is in trouble
-        (:func:`gtvision.sim.biai.biai_rescuing`: stopped, backing out, turning round or facing the wrong way),
+        (:func:`gtvision.sim.biai.biai_rescuing`: stopped, backing out, or turning round at a crawl),
         where DAgger's rescue labels follow the BIAI (``TrainConfig.distill_rescue``)."""
         return self.biai_actions(), biai_rescuing(self.state, self.params)[:, LEARNER]
 
