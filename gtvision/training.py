@@ -102,6 +102,12 @@ class RunConfig:
     (``train.distill_rounds`` rounds, ``gtvision.agent.distill``), whose critics then start the RL when they read
     what the learner's do, and, with ``train.kickstart_weight`` > 0, which keeps labelling the states RL collects
     (kickstarting); with ``init`` the DAgger rounds, if any, start from its actor. None: RL alone (the paper)."""
+    clear_teacher: str | None = None
+    """With ``teacher`` and DAgger rounds: a checkpoint (or run directory) of a second privileged agent that labels
+    the states out of traffic (no opponent within ``train.distill_clear_ahead_m`` ahead or
+    ``distill_clear_behind_m`` behind), the ``teacher`` labelling those in traffic (``gtvision.agent.distill``).
+    Ours (``Paper:`` none): the pushing baseline's pace on a clear road, the shielded baseline's manners in traffic.
+    None: the ``teacher`` labels every state."""
     init: str | None = None
     """A checkpoint (or run directory) whose networks the learner starts from (fine-tuning): its actor, and its
     critics with their targets and entropy coefficient where they read what the learner's do (else fresh ones);
@@ -119,6 +125,9 @@ class RunConfig:
                             "eval_episodes": ">=0", "threads": ">=1", "checkpoint_every": ">=0",
                             "keep_checkpoints": ">=1"},
                      {**RUN_CHOICES, "scenario": SCENARIO_NAMES + (None,)}, section="run")
+        if self.clear_teacher is not None and self.teacher is None:
+            raise ValueError(f"--clear-teacher {self.clear_teacher} labels the states out of traffic beside a "
+                             "teacher; give --teacher CHECKPOINT too")
         if self.init_critics is not None and self.init is None:
             raise ValueError(f"--init-critics {self.init_critics} needs --init (the actor the critics go with)")
         if self.max_minutes == 0 and self.teacher is None:
@@ -274,6 +283,9 @@ def _check_teacher(config: RunConfig, preset, racing: bool):
         raise ValueError(f"--teacher {config.teacher}: the preset distils no round (train.distill_rounds=0) and "
                          "does not kickstart (train.kickstart_weight=0); give --set train.distill_rounds=N or "
                          "--set train.kickstart_weight=W")
+    if config.clear_teacher is not None and rounds == 0:
+        raise ValueError(f"--clear-teacher {config.clear_teacher} labels DAgger's states; the preset distils no round "
+                         "(train.distill_rounds=0): give --set train.distill_rounds=N")
     if not racing:
         raise ValueError(f"--teacher {config.teacher}: distillation needs a gtvision racing scenario")
     if config.backend != "local":
@@ -282,6 +294,8 @@ def _check_teacher(config: RunConfig, preset, racing: bool):
         raise ValueError(f"--teacher {config.teacher}: the network reset at epoch {preset.train.reset_epoch} would "
                          "discard the distilled actor; give --set train.reset_epoch=null")
     checkpoints.resolve(config.teacher)  # refuse what is not a checkpoint before anything is built
+    if config.clear_teacher is not None:
+        checkpoints.resolve(config.clear_teacher)
 
 
 def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, num_envs: int, out: Path,
@@ -293,6 +307,11 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
     path, run_dir = checkpoints.resolve(config.teacher)
     envs = gym.make_vec(env_id, num_envs=num_envs, **env_kwargs)
     teacher = checkpoints.load_actor(path, envs.single_observation_space, envs.single_action_space, config.device)
+    clear_teacher, clear_path = None, None
+    if config.clear_teacher is not None:
+        clear_path = checkpoints.resolve(config.clear_teacher)[0]
+        clear_teacher = checkpoints.load_actor(clear_path, envs.single_observation_space, envs.single_action_space,
+                                               config.device)
     rounds_dir = out / DISTILL_DIR
     rounds_dir.mkdir(exist_ok=True)
     write_atomic(rounds_dir / checkpoints.CONFIG, json.dumps(
@@ -306,13 +325,13 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
             checkpoints.save_networks(rounds_dir, int(record["distill/round"]) + 1,
                                       {"actor": trainer.agent.actor.state_dict()})
         distill(trainer.agent, teacher, envs, preset.train, preset.replay, seed=config.seed + DISTILL_SEED_OFFSET,
-                progress=progress, on_round=write)
+                progress=progress, on_round=write, clear_teacher=clear_teacher)
     envs.close()
     adopted = adopt_critics(trainer.agent, checkpoints.load_state(path, map_location=config.device)["agent"],
                             checkpoints.run_preset(run_dir).agent)
     saved = json.loads((out / checkpoints.CONFIG).read_text())
     saved.update(distill_seconds=time.perf_counter() - t0, teacher_critics_adopted=adopted,
-                 teacher_checkpoint=str(path))
+                 teacher_checkpoint=str(path), **({"clear_teacher_checkpoint": str(clear_path)} if clear_path else {}))
     write_atomic(out / checkpoints.CONFIG, json.dumps(saved, indent=2, default=str))
 
 

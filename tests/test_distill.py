@@ -475,3 +475,68 @@ def test_rescue_labels_need_a_racing_environment():
     with pytest.raises(ValueError, match="distill_rescue.*biai_rescue"):
         distill(student, teacher, NoBIAI(envs), train_cfg, preset.replay)
     envs.close()
+
+
+def test_in_traffic_reads_the_opponent_grid_ahead_and_behind():
+    grid = torch.zeros(5, 14, 6)
+    grid[0, 0, :2] = torch.tensor([30.0, 1.0])    # 30 m ahead: traffic
+    grid[1, 0, :2] = torch.tensor([60.0, 0.5])    # 60 m ahead: a clear road
+    grid[2, 7, :2] = torch.tensor([-3.0, 2.0])    # alongside, just behind: traffic
+    grid[3, 7, :2] = torch.tensor([-12.0, 0.0])   # 12 m behind: a clear road
+    # row 4: no opponent on the grid at all
+    np.testing.assert_array_equal(distill_mod.in_traffic({"opponent_grid": grid}, 40.0, 5.0).numpy(),
+                                  [True, False, True, False, False])
+    np.testing.assert_array_equal(distill_mod.in_traffic({"opponent_grid": grid}, 75.0, 20.0).numpy(),
+                                  [True, True, True, True, False])
+
+
+def test_a_clear_road_teacher_labels_and_drives_the_states_out_of_traffic():
+    """``RunConfig.clear_teacher``: out of traffic the clear-road teacher's policy is the label (and round 0's
+    action), in traffic the run's teacher's; the mask is :func:`in_traffic`'s."""
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    student, teacher, _ = _agents(envs)
+    _, clear_teacher, _ = _agents(envs, seed=1)
+    with torch.no_grad():
+        clear_teacher.actor.head[-1].bias[:2] = torch.tensor([-0.6, 0.3])
+    obs, _ = envs.reset(seed=0)
+    traffic = distill_mod.in_traffic(obs, 40.0, 5.0).numpy()
+    assert traffic.all()   # a grid start: cars all round
+    hidden = TeacherStudent(teacher, student, "teacher").initial_hidden(2)
+    labels, actions = {}, {}
+    for name, driver in {"teacher": TeacherStudent(teacher, student, "teacher"),
+                         "clear": TeacherStudent(clear_teacher, student, "teacher"),
+                         "near": TeacherStudent(teacher, student, "teacher", clear_teacher=clear_teacher,
+                                                clear_m=(40.0, 5.0)),
+                         "far": TeacherStudent(teacher, student, "teacher", clear_teacher=clear_teacher,
+                                               clear_m=(0.0, 0.0))}.items():
+        actions[name], _ = driver.act(obs, hidden)
+        labels[name] = driver.labels
+        if name in ("near", "far"):
+            np.testing.assert_array_equal(driver.clear, name == "far")
+    assert not np.allclose(labels["teacher"], labels["clear"])
+    np.testing.assert_array_equal(labels["near"], labels["teacher"])
+    np.testing.assert_array_equal(actions["near"], actions["teacher"])
+    np.testing.assert_array_equal(labels["far"], labels["clear"])
+    np.testing.assert_array_equal(actions["far"], actions["clear"])
+    with pytest.raises(ValueError, match="memoryless"):
+        TeacherStudent(teacher, student, "teacher", clear_teacher=student)
+    envs.close()
+
+
+def test_a_run_with_a_clear_road_teacher_records_its_share_of_the_labels(tmp_path):
+    teacher_run, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=64,
+                                     env_kwargs=ENV, seed=1), tmp_path / "teacher", progress=False)
+    overrides = {"train.distill_rounds": 2, "train.distill_steps": 32, "train.distill_updates": 1,
+                 "train.reset_epoch": None, "train.distill_clear_ahead_m": 0.0, "train.distill_clear_behind_m": 0.0}
+    out, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, max_minutes=0, env_kwargs=ENV,
+                             teacher=str(teacher_run), clear_teacher=str(teacher_run), overrides=overrides),
+                   tmp_path / "student", progress=False)
+    rounds = [json.loads(line) for line in (out / "distill.jsonl").read_text().splitlines()]
+    assert [r["distill/clear_share"] for r in rounds] == [1.0, 1.0]   # no car exactly level: all clear
+    assert "clear_teacher_checkpoint" in json.loads((out / "config.json").read_text())
+    with pytest.raises(ValueError, match="--clear-teacher .* give --teacher"):
+        RunConfig(scenario="tokyo", preset="smoke", clear_teacher=str(teacher_run))
+    with pytest.raises(ValueError, match="--clear-teacher .*distils no round"):
+        train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, env_kwargs=ENV, teacher=str(teacher_run),
+                        clear_teacher=str(teacher_run), overrides={"train.kickstart_weight": 1.0}),
+              tmp_path / "x", progress=False)

@@ -376,6 +376,12 @@ class TrainConfig:
     none (ours): a student's unfinished races end standing at a barrier or facing the wrong way after a spin, where
     the shielded teacher's labels pivot the car on its nose (README, "The shielded teacher's student"); run it with
     episodes that go on after a stop (``--env-arg stuck_s=10``), or the teacher never labels such states."""
+    distill_clear_ahead_m: float = 40.0
+    """With a clear-road teacher (``gtvision.training.RunConfig.clear_teacher``): a state is in traffic, and the
+    run's ``teacher`` labels it, when an opponent is at most this far ahead of the learner (m, along its heading, on
+    the opponent grid); elsewhere the clear-road teacher labels it (:func:`gtvision.agent.distill.in_traffic`)."""
+    distill_clear_behind_m: float = 5.0
+    """The same behind the learner (m): a car alongside or just behind is traffic too."""
     kickstart_weight: float = 0.0
     """0: RL alone after any DAgger. w > 0, in a run with a ``teacher`` (kickstarting, Schmitt et al. 2018): the
     teacher labels every state RL collects with its policy (its mean through its safety layers, as DAgger's labels),
@@ -390,7 +396,8 @@ class TrainConfig:
                             "contact_boost": ">=1", "contact_boost_epochs": ">=0",
                             "demo_share": "[0,1]", "distill_rounds": ">=0", "distill_steps": ">=1",
                             "distill_updates": ">=0", "distill_power": ">=1",
-                            "distill_shield_weight": ">=0", "kickstart_weight": ">=0"})
+                            "distill_shield_weight": ">=0", "kickstart_weight": ">=0",
+                            "distill_clear_ahead_m": ">=0", "distill_clear_behind_m": ">=0"})
         from .distill import DIVERGENCES
         if self.distill_divergence not in DIVERGENCES:
             raise ValueError(f"unknown distill_divergence {self.distill_divergence!r}; valid: "

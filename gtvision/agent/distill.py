@@ -26,6 +26,12 @@ reads the privileged features (proprio, course points, opponents), the student i
 proprio): both act on the same observations. Afterwards :func:`adopt_critics` gives the student the
 teacher's critics and entropy coefficient (when the critics read the same inputs), so that RL starts with a
 critic that knows the race.
+
+With a clear-road teacher (``gtvision.training.RunConfig.clear_teacher``) two teachers share the labelling: the
+run's ``teacher`` where the learner is in traffic (an opponent within ``TrainConfig.distill_clear_ahead_m`` ahead or
+``distill_clear_behind_m`` behind: :func:`in_traffic`), the clear-road teacher everywhere else. Ours (``Paper:``
+none): the shielded baseline races cleanly but laps 4 s slower than the pushing baseline it was fine-tuned from
+(99.5 s against 95.3 s alone), and its students inherit the pace; the pushing baseline's students win but push.
 """
 from __future__ import annotations
 
@@ -64,6 +70,16 @@ def _policy(agent: QRSACAgent, obs, hidden: torch.Tensor) -> tuple[torch.Tensor,
     return mean, log_std, hidden, features
 
 
+def in_traffic(obs, ahead_m: float, behind_m: float) -> torch.Tensor:
+    """Whether each learner (n,) has an opponent on its grid (``obs["opponent_grid"]``: x, y, ... relative to the
+    learner, in its frame; empty rows zero) at most ``ahead_m`` ahead or ``behind_m`` behind along its heading:
+    where a clear-road teacher hands the labels to the run's teacher (:class:`TeacherStudent`)."""
+    grid = torch.as_tensor(obs["opponent_grid"])
+    present = grid.abs().sum(-1) > 0
+    x = grid[..., 0]
+    return (present & (x <= ahead_m) & (x >= -behind_m)).any(-1)
+
+
 def has_layers(agent: QRSACAgent) -> bool:
     """Whether ``agent`` races with privileged safety layers (the gap keeper or the side keeper)."""
     return agent.config.gap_keeper or agent.config.side_keeper
@@ -86,15 +102,29 @@ class TeacherStudent:
     through its own seen shield. With ``rescue`` (``TrainConfig.distill_rescue``: a callable giving the BIAI's actions
     (n, A) for the learners' cars and whether each is in trouble (n,), the racing vector env's ``biai_rescue``), the
     BIAI's action replaces the teacher's mean where the car is in trouble, in the labels and in round 0's driving.
+    With ``clear_teacher`` (memoryless, as the privileged baselines) and ``clear_m`` (ahead, behind; m), the clear-road
+    teacher's policy (through its own layers, if any) is the label and round 0's action wherever the learner is out
+    of traffic (:func:`in_traffic`); :attr:`clear` holds that mask (n,) of the last step.
     The recurrent state is the student's followed by the teacher's. :attr:`config` is the
     student's: a student with a recovery reflex (``AgentConfig.recovery``) has it in DAgger's rollouts as in its races
     (:class:`gtvision.agent.rollout.Rollout` applies it), so its teacher labels the states the reflex leaves it in."""
 
     def __init__(self, teacher: QRSACAgent, student: QRSACAgent, driver: str,
                  generator: torch.Generator | None = None,
-                 rescue: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None):
+                 rescue: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None,
+                 clear_teacher: QRSACAgent | None = None, clear_m: tuple[float, float] = (40.0, 5.0)):
         if driver not in DRIVERS:
             raise ValueError(f"unknown driver {driver!r}; valid: {', '.join(DRIVERS)}")
+        if clear_teacher is not None:
+            if clear_teacher.hidden_size:
+                raise ValueError(f"a clear-road teacher must be memoryless (a privileged gt_sophy actor); this one "
+                                 f"carries a recurrent state of {clear_teacher.hidden_size}")
+            if student.config.seen_shield:
+                raise ValueError("a student with a seen shield (agent.seen_shield=True) learns one teacher's layers; "
+                                 "it takes no clear-road teacher")
+            if clear_teacher.action_dim != student.action_dim:
+                raise ValueError(f"the clear-road teacher acts in {clear_teacher.action_dim} dimensions, the student "
+                                 f"in {student.action_dim}")
         if student.config.seen_shield and not has_layers(teacher):
             raise ValueError("a student with a seen shield (agent.seen_shield=True) learns its teacher's safety layers; "
                              "this teacher has none (agent.gap_keeper and agent.side_keeper are off)")
@@ -103,6 +133,8 @@ class TeacherStudent:
                              f"{student.action_dim}")
         self.teacher, self.student, self.driver, self.generator = teacher, student, driver, generator
         self.rescue = rescue
+        self.clear_teacher, self.clear_m = clear_teacher, clear_m
+        self.clear: np.ndarray | None = None
         self.config = student.config
         self.device = student.device
         self.labels: np.ndarray | None = None
@@ -117,6 +149,14 @@ class TeacherStudent:
         s_mean, s_log_std, s_hidden, s_features = _policy(self.student, obs, hidden[:, :hs])
         # the teacher's layers are part of its policy: it drives through them, and they are in its labels
         t_driven = shielded_mean(t_mean, obs, self.teacher) if has_layers(self.teacher) else t_mean
+        if self.clear_teacher is not None:  # out of traffic, the clear-road teacher's policy is the label
+            ct = self.clear_teacher
+            c_mean, c_log_std, _, _ = _policy(ct, obs, ct.initial_hidden(len(t_mean)))
+            c_driven = shielded_mean(c_mean, obs, ct) if has_layers(ct) else c_mean
+            clear = ~in_traffic(obs, *self.clear_m).to(t_mean.device).unsqueeze(-1)
+            t_mean, t_driven = torch.where(clear, c_mean, t_mean), torch.where(clear, c_driven, t_driven)
+            t_log_std = torch.where(clear, c_log_std, t_log_std)
+            self.clear = clear.squeeze(-1).cpu().numpy()
         if self.rescue is not None:  # in trouble, the BIAI's way out is the label (and round 0's action)
             biai, trouble = self.rescue()
             biai_mean = torch.atanh(self.teacher._from_env_action(torch.as_tensor(biai, device=t_mean.device))
@@ -219,9 +259,12 @@ def _buffer(student: QRSACAgent, envs, replay: ReplayConfig, rows_per_env: int, 
 
 
 def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, replay: ReplayConfig,
-            seed: int = 0, progress: bool = False, on_round: Callable[[dict], None] | None = None) -> list[dict]:
+            seed: int = 0, progress: bool = False, on_round: Callable[[dict], None] | None = None,
+            clear_teacher: QRSACAgent | None = None) -> list[dict]:
     """``train.distill_rounds`` rounds of DAgger on ``envs`` (a racing vector env whose observations hold the
-    teacher's and the student's keys); returns one record per round (also passed to ``on_round``):
+    teacher's and the student's keys), with ``clear_teacher`` labelling the states out of traffic
+    (``train.distill_clear_ahead_m``, ``distill_clear_behind_m``; :class:`TeacherStudent`) if given; returns one
+    record per round (also passed to ``on_round``):
 
     ==========================  ==================================================================
     key                         meaning
@@ -232,6 +275,7 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
     ``distill/kl``              mean divergence of the round's last tenth of updates (NaN without updates)
     ``distill/shield_mse``      a seen shield's mean squared error over the same updates (with one only)
     ``distill/wall_s``          seconds since the distillation began
+    ``distill/clear_share``     the share of the round's states the clear-road teacher labelled (with one only)
     ``distill/<key>``           the mean over the sub-environments of ``info[key]`` at the round's last step
                                 (:data:`ROUND_END_KEYS`: how the round's driver fared in its episodes so far)
     ``charts/...``, ``episode/...``  the episodes of this round's driver that ended (``EpisodeStats``)
@@ -256,7 +300,9 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
             raise ValueError("train.distill_rescue needs a racing environment (its BIAI labels the way out of trouble); "
                              f"{type(envs.unwrapped).__name__} has no biai_rescue()")
     for r in range(rounds):
-        driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student", sampler, rescue)
+        driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student", sampler, rescue,
+                                clear_teacher, (train.distill_clear_ahead_m, train.distill_clear_behind_m))
+        clear_counts = [0, 0]
         buffer = first if r == 0 else own
         if rollout is None or not train.distill_continue:
             buffer.restart_streams(np.arange(n))  # a round's episodes begin afresh
@@ -271,6 +317,9 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
             step = rollout.step()
             buffer.add(step.obs, step.hidden[:, :student.hidden_size], step.action, step.reward, step.terminated,
                        step.truncated, step.next_obs, labels=driver.labels)
+            if driver.clear is not None:
+                clear_counts[0] += int(driver.clear.sum())
+                clear_counts[1] += len(driver.clear)
             bar.update(1)
         losses, shield_losses = [], []
         for _ in range(train.distill_updates):
@@ -288,6 +337,7 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
         record = {"distill/round": r, "distill/driver": driver.driver, "distill/states": len(buffer),
                   "distill/kl": float(np.mean(tail)) if losses else math.nan, "distill/wall_s": time.perf_counter() - t0,
                   **({"distill/shield_mse": float(np.mean(shield_tail))} if shield_losses else {}),
+                  **({"distill/clear_share": clear_counts[0] / clear_counts[1]} if clear_counts[1] else {}),
                   **{f"distill/{k}": float(np.mean(rollout.info[k])) for k in ROUND_END_KEYS if k in rollout.info},
                   **rollout.stats.summary()}
         records.append(record)
@@ -320,4 +370,5 @@ def adopt_critics(student: QRSACAgent, teacher_state: dict, teacher_config: Agen
 
 
 __all__ = ["CRITIC_FIELDS", "DIVERGENCES", "DRIVERS", "RESCUE_ACTION_LIMIT", "TeacherStudent", "adopt_critics",
-           "distill", "distill_loss", "distill_terms", "gaussian_kl", "has_layers", "policy_labels", "teacher_bounds"]
+           "distill", "distill_loss", "distill_terms", "gaussian_kl", "has_layers", "in_traffic", "policy_labels",
+           "teacher_bounds"]
