@@ -4,7 +4,7 @@ step's last physics tick; ``car_time_s``, ``wall_time_s``: the race's totals so 
 the step's six ticks), the actions, place.
 With TEACHER, the teacher's mean action at every state (``t_steer``, ``t_pedal``): what DAgger would label it.
 Usage: python stuck.py CHECKPOINT RACES SEED [OUT.csv [TEACHER]]  (the races of `gtvision evaluate` with that seed,
-bit for bit)."""
+bit for bit when they ran on 1 thread: a bfloat16 encoder's sums differ with the thread count)."""
 import sys, math, collections, numpy as np, torch, pandas as pd
 torch.set_num_threads(1)
 from gtvision.evaluation import race_envs
