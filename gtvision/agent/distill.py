@@ -31,7 +31,7 @@ With a clear-road teacher (``gtvision.training.RunConfig.clear_teacher``) two te
 run's ``teacher`` where the learner is in traffic (an opponent within ``TrainConfig.distill_clear_ahead_m`` ahead or
 ``distill_clear_behind_m`` behind: :func:`in_traffic`), the clear-road teacher everywhere else. Ours (``Paper:``
 none): the shielded baseline races cleanly but laps 4 s slower than the pushing baseline it was fine-tuned from
-(99.5 s against 95.3 s alone), and its students inherit the pace; the pushing baseline's students win but push.
+(99.5 s against 95.1 to 95.6 s alone), and its students inherit the pace; the pushing baseline's students win but push.
 """
 from __future__ import annotations
 
@@ -150,12 +150,11 @@ class TeacherStudent:
         # the teacher's layers are part of its policy: it drives through them, and they are in its labels
         t_driven = shielded_mean(t_mean, obs, self.teacher) if has_layers(self.teacher) else t_mean
         if self.clear_teacher is not None:  # out of traffic, the clear-road teacher's policy is the label
-            ct = self.clear_teacher
-            c_mean, c_log_std, _, _ = _policy(ct, obs, ct.initial_hidden(len(t_mean)))
-            c_driven = shielded_mean(c_mean, obs, ct) if has_layers(ct) else c_mean
+            # (t_mean, the unshielded policy, feeds only a seen shield's labels, and a seen shield takes no clear road)
+            c_driven, c_log_std = torch.as_tensor(policy_labels(self.clear_teacher, obs),
+                                                  device=t_mean.device).chunk(2, -1)
             clear = ~in_traffic(obs, *self.clear_m).to(t_mean.device).unsqueeze(-1)
-            t_mean, t_driven = torch.where(clear, c_mean, t_mean), torch.where(clear, c_driven, t_driven)
-            t_log_std = torch.where(clear, c_log_std, t_log_std)
+            t_driven, t_log_std = torch.where(clear, c_driven, t_driven), torch.where(clear, c_log_std, t_log_std)
             self.clear = clear.squeeze(-1).cpu().numpy()
         if self.rescue is not None:  # in trouble, the BIAI's way out is the label (and round 0's action)
             biai, trouble = self.rescue()
