@@ -24,22 +24,21 @@ def tables(run: str, seed: int) -> dict[int, pd.DataFrame]:
 
 
 def row(run: str, rnd: int, t: pd.DataFrame) -> dict:
-    return dict(run=Path(run).name, round=rnd, races=len(t), won=int((t.place == 1).sum()), finished=int(t.finished.sum()),
+    return dict(run=run, round=rnd, races=len(t), won=int((t.place == 1).sum()), finished=int(t.finished.sum()),
                 margin_m=t.margin_m.mean(), car_s=t.car_collision_time_s.mean(), wall_s=t.wall_time_s.mean())
 
 
-first = pd.DataFrame([row(run, r, t) for run in args for r, t in tables(run, 1000).items()])
-first = first.sort_values("margin_m", ascending=False)
+stage_1 = {(Path(run).name, r): t for run in args for r, t in tables(run, 1000).items()}
+stage_2 = {(Path(run).name, r): t for run in args for r, t in tables(run, 2000).items()}
+first = pd.DataFrame([row(run, r, t) for (run, r), t in stage_1.items()]).sort_values("margin_m", ascending=False)
 print(f"stage 1 (8 races, seed 1000), the best {STAGE_2} of {len(first)} rounds:")
 print(first.head(STAGE_2).round(2).to_string(index=False))
 second = []
-for _, r in first.head(STAGE_2).iterrows():
-    run = next(a for a in args if Path(a).name == r.run)
-    more = tables(run, 2000).get(r["round"])
-    if more is None:
-        print(f"{r.run} round {r['round']}: no stage-2 races yet")
+for key in zip(first.run.head(STAGE_2), first["round"].head(STAGE_2)):
+    if key not in stage_2:
+        print(f"{key[0]} round {key[1]}: no stage-2 races yet")
         continue
-    second.append(row(run, r["round"], pd.concat([tables(run, 1000)[r["round"]], more])))
+    second.append(row(*key, pd.concat([stage_1[key], stage_2[key]])))
 second = pd.DataFrame(second)
 print("\nstage 2 (24 races, seeds 1000 and 2000):")
 print(second.round(2).to_string(index=False))
