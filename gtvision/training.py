@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -153,6 +154,9 @@ DISTILL_SEED_OFFSET = 700_000
 """The DAgger rounds' environments are seeded ``seed + DISTILL_SEED_OFFSET + round``."""
 DISTILL_DIR = "distill"
 """Subdirectory of a run with a teacher: the student after each DAgger round (epoch N: after N rounds)."""
+DISTILL_STATE = "state"
+"""Subdirectory of ``DISTILL_DIR`` holding the last finished round's resume state while the rounds run
+(``gtvision.agent.distill``; removed when they end)."""
 
 BUDGET_FIELDS = ("total_steps", "max_minutes", "eval_episodes", "threads")
 """RunConfig fields that a resumed run may change (how long and how it runs, not what it trains)."""
@@ -169,8 +173,10 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
     env_id = config.resolved_env_id()
     out = Path(out)
     checkpoint = saved_preset = None
+    distilling = False
     if resume:
-        checkpoint = _check_resume(config, out)
+        distilling = _distillation_unfinished(config, out)
+        checkpoint = None if distilling else _check_resume(config, out)
         saved_preset = checkpoints.run_preset(out)
     elif (out / "metrics.jsonl").exists():
         raise FileExistsError(f"{out} already holds a run (metrics.jsonl); choose another --out, or --resume it")
@@ -225,12 +231,12 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
     if checkpoint is not None:
         checkpoints.restore(trainer, checkpoint)
         _keep_metrics_until(out / "metrics.jsonl", trainer.epoch)  # later epochs are run again
-    else:
+    elif not distilling:  # (a resumed distillation keeps the configuration it recorded)
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / checkpoints.CONFIG, json.dumps(
             {"run": dataclasses.asdict(config), "env_id": env_id, "num_envs": num_envs, "epochs": epochs,
              "demo_seconds": demo_seconds, "preset": preset.to_dict()}, indent=2, default=str))
-    if config.init is not None and checkpoint is None:
+    if config.init is not None and checkpoint is None and not distilling:
         _init_networks(config, trainer, out)
     if config.teacher is not None and preset.train.distill_rounds > 0 and checkpoint is None:
         _distill(config, preset, trainer, env_id, env_kwargs, num_envs, out, progress)
@@ -302,7 +308,7 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
              progress: bool):
     """DAgger rounds from ``config.teacher`` into the learner's actor, then its critics if they fit; records in
     ``distill.jsonl``, and the seconds it took as ``distill_seconds`` in ``config.json``."""
-    from .agent.distill import adopt_critics, distill
+    from .agent.distill import adopt_critics, distill, resume_round
 
     path, run_dir = checkpoints.resolve(config.teacher)
     envs = gym.make_vec(env_id, num_envs=num_envs, **env_kwargs)
@@ -314,25 +320,44 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
                                                config.device)
     rounds_dir = out / DISTILL_DIR
     rounds_dir.mkdir(exist_ok=True)
-    write_atomic(rounds_dir / checkpoints.CONFIG, json.dumps(
-        {**checkpoints.read_run_config(out), "distill_rounds_of": str(out)}, indent=2))
-    t0 = time.perf_counter()
-    with open(out / "distill.jsonl", "w") as f:
+    state_dir = rounds_dir / DISTILL_STATE
+    resumed = resume_round(state_dir)
+    if resumed is None:
+        write_atomic(rounds_dir / checkpoints.CONFIG, json.dumps(
+            {**checkpoints.read_run_config(out), "distill_rounds_of": str(out)}, indent=2))
+        open(out / "distill.jsonl", "w").close()
+    else:  # the rounds after the last one whose state was left run again
+        _keep_records_until(out / "distill.jsonl", "distill/round", resumed["round"])
+    with open(out / "distill.jsonl", "a") as f:
         def write(record):
             f.write(json.dumps({k: _json_number(v) for k, v in record.items()}) + "\n")
             f.flush()
             # the student of every round, kept: from round to round its races swing (the last is not the best)
             checkpoints.save_networks(rounds_dir, int(record["distill/round"]) + 1,
                                       {"actor": trainer.agent.actor.state_dict()})
-        distill(trainer.agent, teacher, envs, preset.train, preset.replay, seed=config.seed + DISTILL_SEED_OFFSET,
-                progress=progress, on_round=write, clear_teacher=clear_teacher)
+        records = distill(trainer.agent, teacher, envs, preset.train, preset.replay,
+                          seed=config.seed + DISTILL_SEED_OFFSET, progress=progress, on_round=write,
+                          clear_teacher=clear_teacher, state_dir=state_dir)
     envs.close()
     adopted = adopt_critics(trainer.agent, checkpoints.load_state(path, map_location=config.device)["agent"],
                             checkpoints.run_preset(run_dir).agent)
     saved = json.loads((out / checkpoints.CONFIG).read_text())
-    saved.update(distill_seconds=time.perf_counter() - t0, teacher_critics_adopted=adopted,
+    saved.update(distill_seconds=records[-1]["distill/wall_s"] if records else resumed["elapsed_s"],
+                 teacher_critics_adopted=adopted,
                  teacher_checkpoint=str(path), **({"clear_teacher_checkpoint": str(clear_path)} if clear_path else {}))
     write_atomic(out / checkpoints.CONFIG, json.dumps(saved, indent=2, default=str))
+    shutil.rmtree(state_dir, ignore_errors=True)  # the labelled states are no result to keep (GBs)
+
+
+def _distillation_unfinished(config: RunConfig, out: Path) -> bool:
+    """True when ``out`` is a run of ``config`` whose DAgger rounds were cut short (no checkpoint after them, their
+    resume state left in ``distill/state``): ``--resume`` then goes on with the rounds. ``ValueError`` when the run
+    was made with another configuration."""
+    state_dir = out / DISTILL_DIR / DISTILL_STATE
+    if config.teacher is None or checkpoints.complete_checkpoints(out) or not state_dir.is_dir():
+        return False
+    _check_identity(config, out)
+    return True
 
 
 def _init_networks(config: RunConfig, trainer, out: Path):
@@ -372,6 +397,11 @@ def _identity(config: RunConfig) -> dict:
 def _check_resume(config: RunConfig, out: Path) -> Path:
     """The checkpoint a resumed ``config`` continues from; ``ValueError`` (and nothing touched) if the
     run directory, its configuration or its checkpoints do not fit."""
+    return checkpoints.latest_for_resume(out, _check_identity(config, out))
+
+
+def _check_identity(config: RunConfig, out: Path) -> dict:
+    """``config``'s identity (:func:`_identity`), checked against the run in ``out``; ``ValueError`` if they differ."""
     saved = checkpoints.read_run_config(out)
     ours = _identity(config)
     theirs = {k: v for k, v in saved["run"].items() if k not in BUDGET_FIELDS}
@@ -379,13 +409,18 @@ def _check_resume(config: RunConfig, out: Path) -> Path:
         diff = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         raise ValueError(f"--resume {out}: the run was made with a different configuration ("
                          + "; ".join(f"{k}: run {theirs.get(k)!r}, now {ours.get(k)!r}" for k in diff) + ")")
-    return checkpoints.latest_for_resume(out, ours)
+    return ours
 
 
 def _keep_metrics_until(path: Path, epoch: int):
     """Drop the records after ``epoch`` from ``metrics.jsonl`` (atomically)."""
+    _keep_records_until(path, "epoch", epoch)
+
+
+def _keep_records_until(path: Path, key: str, last: int):
+    """Drop the records whose ``key`` is above ``last`` from the JSON-lines file ``path`` (atomically)."""
     lines = path.read_text().splitlines(keepends=True) if path.exists() else []
-    write_atomic(path, "".join(line for line in lines if json.loads(line)["epoch"] <= epoch))
+    write_atomic(path, "".join(line for line in lines if json.loads(line)[key] <= last))
 
 
 def _json_number(v):

@@ -540,3 +540,49 @@ def test_a_run_with_a_clear_road_teacher_records_its_share_of_the_labels(tmp_pat
         train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, env_kwargs=ENV, teacher=str(teacher_run),
                         clear_teacher=str(teacher_run), overrides={"train.kickstart_weight": 1.0}),
               tmp_path / "x", progress=False)
+
+
+def test_a_killed_distillation_resumes_from_its_last_round_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """`gtvision train --resume` on a run whose DAgger rounds were cut short: the rounds after the last one whose
+    resume state was left run again, and the students, records and the run's end equal those of a run never
+    stopped (same seed, same result on CPU); the resume state (GBs of labelled states) is gone at the end."""
+    from gtvision import checkpoints
+    from gtvision.agent.distill import resume_round
+    from gtvision.training import DISTILL_STATE
+
+    teacher_run, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=64,
+                                     env_kwargs=ENV, seed=1), tmp_path / "teacher", progress=False)
+    overrides = {"train.distill_rounds": 4, "train.distill_steps": 32, "train.distill_updates": 3,
+                 "train.reset_epoch": None}
+    config = RunConfig(scenario="tokyo", preset="smoke", total_steps=64, max_minutes=0, env_kwargs=ENV, seed=2,
+                       teacher=str(teacher_run), overrides=overrides)
+    whole, _ = train(config, tmp_path / "whole", progress=False)
+
+    save_networks = checkpoints.save_networks
+
+    def killed_after_round_2(run_dir, epoch, *args, **kwargs):
+        if epoch == 3:   # round 2's student: its record is written, its resume state is not
+            raise KeyboardInterrupt
+        return save_networks(run_dir, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "save_networks", killed_after_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "cut", progress=False)
+    cut = tmp_path / "cut"
+    assert resume_round(cut / DISTILL_DIR / DISTILL_STATE)["round"] == 1
+    assert not complete_checkpoints(cut)
+    with pytest.raises(ValueError, match="different configuration"):   # another run's command is refused
+        train(dataclasses.replace(config, seed=3), cut, progress=False, resume=True)
+    monkeypatch.setattr(checkpoints, "save_networks", save_networks)
+    train(config, cut, progress=False, resume=True)
+
+    records = [[json.loads(line) for line in (run / "distill.jsonl").read_text().splitlines()] for run in (whole, cut)]
+    assert [r["distill/round"] for r in records[1]] == [0, 1, 2, 3]
+    assert [r["distill/kl"] for r in records[1]] == [r["distill/kl"] for r in records[0]]
+    for epoch in (2, 4):
+        a, b = (load_state(run / DISTILL_DIR / "checkpoints" / f"epoch_{epoch:06d}")["agent"]["actor"]
+                for run in (whole, cut))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [p.name for p in complete_checkpoints(cut)] == ["epoch_000000"]
+    assert json.loads((cut / "config.json").read_text())["distill_seconds"] > 0
+    assert not (cut / DISTILL_DIR / DISTILL_STATE).exists() and not (whole / DISTILL_DIR / DISTILL_STATE).exists()

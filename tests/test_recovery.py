@@ -55,6 +55,24 @@ def test_the_reflex_takes_torch_actions_and_refuses_bad_settings():
         AgentConfig(recovery_exit_throttle=2.0)
 
 
+def test_a_car_crawling_below_the_stop_speed_triggers_the_reflex_and_one_above_it_does_not():
+    """``recovery_stop_mps``: a car crawling at 2 m/s (along a barrier, the wrong way) counts as stopped under a
+    3 m/s trigger speed, not under the default 1 m/s."""
+    default = RecoveryReflex(2, trigger_s=0.5, reverse_s=1.0, exit_s=0.5, exit_throttle=0.3)
+    faster = RecoveryReflex(2, trigger_s=0.5, reverse_s=1.0, exit_s=0.5, exit_throttle=0.3, stop_mps=3.0)
+    policy = np.array([[0.0, 0.4], [0.0, 0.4]], np.float32)
+    proprio = _proprio([2.0, 4.0], [0.0, 0.0])               # car 0 crawls at 2 m/s, car 1 drives at 4 m/s
+    for _ in range(5):
+        default(policy, proprio)
+        out = faster(policy, proprio)
+    assert default.count.tolist() == [0, 0] and faster.count.tolist() == [1, 0]
+    assert out[0, 1] == -1.0 and out[1, 1] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="stop_mps"):
+        RecoveryReflex(1, 1.5, 3.0, 1.5, 0.3, stop_mps=-1.0)
+    with pytest.raises(ValueError, match="agent.recovery_stop_mps=-1.0"):
+        AgentConfig(recovery_stop_mps=-1.0)
+
+
 class StandingAgent:
     """A policy that never touches the pedals or the wheel, with the recovery reflex's settings when asked."""
 
@@ -105,13 +123,13 @@ def test_a_vision_agent_exported_with_the_reflex_races_with_it_and_its_networks_
                              env_kwargs={"num_opponents": 1, "max_time_s": 2.0}), tmp_path / "run", progress=False)
     out = tmp_path / "reflex"
     assert cli.main(["export", "--checkpoint", str(run), "--out", str(out), "--set", "agent.recovery=true",
-                     "--set", "agent.recovery_trigger_s=1.0"]) == 0
+                     "--set", "agent.recovery_trigger_s=1.0", "--set", "agent.recovery_stop_mps=3.0"]) == 0
     config = checkpoints.run_preset(out).agent
     assert config.recovery and config.recovery_trigger_s == 1.0 and config.actor_keys == ("image", "proprio")
     envs, agent = race_envs(out, "tokyo", 2, 1, "cpu")
     reflex = Rollout(envs, agent, seed=0, eval_mode=True).reflex
     envs.close()
-    assert reflex is not None and reflex.trigger_s == 1.0
+    assert reflex is not None and reflex.trigger_s == 1.0 and reflex.stop_mps == 3.0
     assert len(evaluate(out, "tokyo", episodes=1, seed=0, laps=1, progress=False)) == 1
     assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "bad"),
                      "--set", "agent.recovery_exit_throttle=3"]) == 2

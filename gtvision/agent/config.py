@@ -218,7 +218,10 @@ class AgentConfig:
     students' unfinished races end standing against a barrier or a car (README). A DAgger student with it has it in
     DAgger's rollouts too (README, run VS5: it finished fewer races than without)."""
     recovery_trigger_s: float = 1.5
-    """The reflex begins when the forward speed has stayed below 1 m/s this long (s)."""
+    """The reflex begins when the forward speed has stayed below ``recovery_stop_mps`` this long (s)."""
+    recovery_stop_mps: float = 1.0
+    """Below this forward speed (m/s; reversing counts) the reflex counts the car as stopped. Above it a car crawling
+    along a barrier the wrong way never triggers it (README, "A faster trigger for the reflex")."""
     recovery_reverse_s: float = 3.0
     """It holds the brake this long (s; reverse engages after 1 s at a standstill), steering away."""
     recovery_exit_s: float = 1.5
@@ -239,8 +242,8 @@ class AgentConfig:
             "critic_width": ">=1", "critic_depth": ">=0", "critic_trunk": ">=0", "num_quantiles": ">=1",
             "kappa": ">0", "gamma": "(0,1]", "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0",
             "tau": "(0,1]", "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0",
-            "gap_look_m": ">0", "recovery_trigger_s": ">=0", "recovery_reverse_s": ">=0", "recovery_exit_s": ">=0",
-            "recovery_exit_throttle": "[0,1]", "actor_update_every": ">=1", "actor_sequences": ">=1"},
+            "gap_look_m": ">0", "recovery_trigger_s": ">=0", "recovery_stop_mps": ">=0", "recovery_reverse_s": ">=0",
+            "recovery_exit_s": ">=0", "recovery_exit_throttle": "[0,1]", "actor_update_every": ">=1", "actor_sequences": ">=1"},
             {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
              "seen_shield_training": ("seen", "privileged"), "image_dtype": ("float32", "bfloat16")})
         if self.log_std_min >= self.log_std_max:
@@ -251,7 +254,7 @@ class AgentConfig:
                              f"cnn_strides {self.cnn_strides} must have the same length")
 
     SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper", "recovery", "recovery_trigger_s",
-                     "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle")
+                     "recovery_stop_mps", "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle")
     """The fields that set the safety layers (:mod:`gtvision.agent.shield`) around the actor's action and nothing
     the networks compute: an exported agent may race with them changed (``gtvision export --set``)."""
     LAYER_READS = {"gap_keeper": ("opponent_grid", "proprio"), "side_keeper": ("opponent_grid",),

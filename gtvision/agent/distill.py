@@ -13,6 +13,12 @@ round      what happens
            dropped: after the first round the student trains only on its own states)
 =========  ==================================================================================================
 
+A distillation that is given a ``state_dir`` leaves there, after every round but the last, what the next round
+needs (the student, its optimiser, both replays of labelled states, the random generators and the seconds spent),
+so that a killed run goes on from its last finished round (``gtvision train --resume``); the rounds run on as they
+would have without the interruption (same seed, same result on CPU), except that with ``distill_continue`` the
+resumed round's episodes begin afresh.
+
 Each round starts new episodes, unless ``TrainConfig.distill_continue``: then the episodes run on from round to
 round, the next round's driver taking the wheel where the last one left it, so the student visits whole races and
 not only the first ``distill_steps / num_envs`` steps of each. With ``TrainConfig.distill_sample`` the student
@@ -36,8 +42,11 @@ none): the shielded baseline races cleanly but laps 4 s slower than the pushing 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -257,13 +266,68 @@ def _buffer(student: QRSACAgent, envs, replay: ReplayConfig, rows_per_env: int, 
                           labels=2 * student.action_dim + (3 if student.config.seen_shield else 0))
 
 
+ROUND_STATE = "round_{:06d}"
+"""A finished round's resume state in a distillation's ``state_dir``: ``state.pt`` and the student's replay ``own/``
+(the teacher's replay of round 0 is ``first/`` beside it, written once)."""
+
+
+def resume_round(state_dir: str | os.PathLike | None) -> dict | None:
+    """The last finished round a distillation left in ``state_dir`` (``{"round": r, "elapsed_s": seconds}``), or
+    None when there is none (a new distillation)."""
+    if state_dir is None or not Path(state_dir).is_dir():
+        return None
+    done = sorted(d for d in Path(state_dir).glob("round_*") if (d / "state.pt").exists() and "." not in d.name)
+    if not done:
+        return None
+    state = torch.load(done[-1] / "state.pt", map_location="cpu", weights_only=False)
+    return {"round": int(state["round"]), "elapsed_s": float(state["elapsed_s"]), "path": done[-1]}
+
+
+def _save_round(state_dir: Path, r: int, student: QRSACAgent, opt, first: SequenceReplay,
+                own: SequenceReplay | None, sampler, elapsed_s: float):
+    """Write round ``r``'s resume state atomically (a temporary directory renamed into place), then drop the older."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if not (state_dir / "first").exists():
+        tmp = state_dir / f".first.tmp-{os.getpid()}"
+        first.save(tmp)
+        os.replace(tmp, state_dir / "first")
+    final = state_dir / ROUND_STATE.format(r)
+    tmp = state_dir / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    if own is not None:
+        own.save(tmp / "own")
+    torch.save({"round": r, "elapsed_s": elapsed_s, "actor": student.actor.state_dict(), "optimizer": opt.state_dict(),
+                "torch_rng": torch.get_rng_state(), "sampler": None if sampler is None else sampler.get_state()},
+               tmp / "state.pt")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in state_dir.glob("round_*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_round(path: Path, student: QRSACAgent, opt, first: SequenceReplay, own: SequenceReplay | None, sampler):
+    state = torch.load(path / "state.pt", map_location=student.device, weights_only=False)
+    student.actor.load_state_dict(state["actor"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if sampler is not None and state["sampler"] is not None:
+        sampler.set_state(state["sampler"].cpu())
+    first.load(path.parent / "first")
+    if own is not None:
+        own.load(path / "own")
+
+
 def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, replay: ReplayConfig,
             seed: int = 0, progress: bool = False, on_round: Callable[[dict], None] | None = None,
-            clear_teacher: QRSACAgent | None = None) -> list[dict]:
+            clear_teacher: QRSACAgent | None = None, state_dir: str | os.PathLike | None = None) -> list[dict]:
     """``train.distill_rounds`` rounds of DAgger on ``envs`` (a racing vector env whose observations hold the
     teacher's and the student's keys), with ``clear_teacher`` labelling the states out of traffic
     (``train.distill_clear_ahead_m``, ``distill_clear_behind_m``; :class:`TeacherStudent`) if given; returns one
-    record per round (also passed to ``on_round``):
+    record per round run now (also passed to ``on_round``). With ``state_dir`` each finished round but the last leaves
+    its resume state there, and a distillation that finds one there goes on from the round after it (the module).
 
     ==========================  ==================================================================
     key                         meaning
@@ -288,17 +352,23 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
     opt = torch.optim.Adam(student.actor.parameters(), lr=student.config.actor_lr)
     first = _buffer(student, envs, replay, steps_per_env, seed)
     own = _buffer(student, envs, replay, steps_per_env * max(1, rounds - 1), seed + 1) if rounds > 1 else None
-    records, t0 = [], time.perf_counter()
-    bar = tqdm(total=rounds * (steps_per_env + train.distill_updates), desc="DAgger", unit="it", disable=not progress)
     rollout = None
     sampler = torch.Generator().manual_seed(seed) if train.distill_sample else None
+    start, elapsed = 0, 0.0
+    resumed = resume_round(state_dir)
+    if resumed is not None:
+        _load_round(resumed["path"], student, opt, first, own, sampler)
+        start, elapsed = resumed["round"] + 1, resumed["elapsed_s"]
+    records, t0 = [], time.perf_counter() - elapsed
+    per_round = steps_per_env + train.distill_updates
+    bar = tqdm(total=rounds * per_round, initial=start * per_round, desc="DAgger", unit="it", disable=not progress)
     rescue = None
     if train.distill_rescue:
         rescue = getattr(envs.unwrapped, "biai_rescue", None)
         if rescue is None:
             raise ValueError("train.distill_rescue needs a racing environment (its BIAI labels the way out of trouble); "
                              f"{type(envs.unwrapped).__name__} has no biai_rescue()")
-    for r in range(rounds):
+    for r in range(start, rounds):
         driver = TeacherStudent(teacher, student, "teacher" if r == 0 else "student", sampler, rescue,
                                 clear_teacher, (train.distill_clear_ahead_m, train.distill_clear_behind_m))
         clear_counts = [0, 0]
@@ -343,6 +413,8 @@ def distill(student: QRSACAgent, teacher: QRSACAgent, envs, train: TrainConfig, 
         bar.set_postfix(round=r, kl=f"{record['distill/kl']:.3f}")
         if on_round is not None:
             on_round(record)
+        if state_dir is not None and r < rounds - 1:
+            _save_round(Path(state_dir), r, student, opt, first, own, sampler, time.perf_counter() - t0)
     bar.close()
     return records
 

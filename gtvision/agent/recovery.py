@@ -11,7 +11,7 @@ points to, the side the policy wants to go.
 The reflex (``AgentConfig.recovery``, off by default; a safety layer in the sense of :mod:`gtvision.agent.shield`,
 in training and in racing, and ``gtvision export --set agent.recovery=true`` gives it to a trained agent) reads two
 proprio features, the forward speed and the steering command, and keeps a clock per car. When the forward speed has
-stayed below ``STOP_MPS`` for ``recovery_trigger_s`` seconds, it holds the brake for ``recovery_reverse_s`` seconds
+stayed below ``recovery_stop_mps`` (``STOP_MPS`` by default) for ``recovery_trigger_s`` seconds, it holds the brake for ``recovery_reverse_s`` seconds
 (the simulator engages reverse after ``gtvision.sim.core.REVERSE_ENGAGE_S`` at a standstill, as GT7's automatic
 gearbox does) with the steering at full lock away from the side the steering pointed to (left when straight), then
 for ``recovery_exit_s`` seconds steers to full lock on that side with at least ``recovery_exit_throttle`` of
@@ -32,7 +32,8 @@ from ..env.observations import PROPRIO_LAYOUT
 from ..sim.core import CONTROL_HZ
 
 STOP_MPS = 1.0
-"""Below this forward speed (m/s) the car counts as stopped (reversing counts too)."""
+"""The default of ``AgentConfig.recovery_stop_mps``: below this forward speed (m/s) the car counts as stopped
+(reversing counts too)."""
 NOT_ACTING = 2 ** 30
 """The clock of a car whose reflex has not begun (control steps)."""
 STEER_GAIN = 10.0
@@ -47,17 +48,20 @@ STEER_COMMAND = _BLOCKS["u"]
 class RecoveryReflex:
     """The reflex's clocks for ``num_envs`` cars and its override of their actions (see the module).
 
-    ``trigger_s``, ``reverse_s``, ``exit_s``, ``exit_throttle``: ``AgentConfig.recovery_*``. Call it with each
+    ``trigger_s``, ``reverse_s``, ``exit_s``, ``exit_throttle``, ``stop_mps``: ``AgentConfig.recovery_*``. Call it with each
     step's actions (N, 2) in the action space's units (steering rate, throttle/brake) and the observations'
     ``proprio`` (N, 18); :meth:`reset` the cars whose episode ends."""
 
-    def __init__(self, num_envs: int, trigger_s: float, reverse_s: float, exit_s: float, exit_throttle: float):
-        for name, value in (("trigger_s", trigger_s), ("reverse_s", reverse_s), ("exit_s", exit_s)):
+    def __init__(self, num_envs: int, trigger_s: float, reverse_s: float, exit_s: float, exit_throttle: float,
+                 stop_mps: float = STOP_MPS):
+        for name, value in (("trigger_s", trigger_s), ("reverse_s", reverse_s), ("exit_s", exit_s),
+                            ("stop_mps", stop_mps)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"recovery {name} must be a finite number >= 0, got {value!r}")
         if not 0.0 <= exit_throttle <= 1.0:
             raise ValueError(f"recovery exit_throttle must be in [0, 1], got {exit_throttle!r}")
         self.trigger_s, self.reverse_s, self.exit_s, self.exit_throttle = trigger_s, reverse_s, exit_s, exit_throttle
+        self.stop_mps = stop_mps
         # the clocks count control steps (exact, where sums of 0.1 s in float32 drift)
         self._trigger, self._reverse, self._exit = (round(t * CONTROL_HZ) for t in (trigger_s, reverse_s, exit_s))
         self._trigger = max(self._trigger, 1)   # at least one step stopped
@@ -77,7 +81,7 @@ class RecoveryReflex:
         if config is None or not getattr(config, "recovery", False):
             return None
         return cls(num_envs, config.recovery_trigger_s, config.recovery_reverse_s, config.recovery_exit_s,
-                   config.recovery_exit_throttle)
+                   config.recovery_exit_throttle, getattr(config, "recovery_stop_mps", STOP_MPS))
 
     def acting(self) -> torch.Tensor:
         """(N,) bool: the cars whose reflex drives this step."""
@@ -88,7 +92,7 @@ class RecoveryReflex:
         acts; advances the clocks by one control step."""
         p = torch.as_tensor(proprio).float().cpu()
         speed, steer = p[:, FORWARD_SPEED], p[:, STEER_COMMAND]
-        self.stopped = torch.where((speed < STOP_MPS) & ~self.acting(), self.stopped + 1,
+        self.stopped = torch.where((speed < self.stop_mps) & ~self.acting(), self.stopped + 1,
                                    torch.zeros_like(self.stopped))
         start = self.stopped >= self._trigger
         self.side = torch.where(start, torch.where(steer < -0.05, -1.0, 1.0), self.side)
