@@ -120,9 +120,18 @@ def load_actor(path: str | os.PathLike, observation_space, action_space, device:
 
     path, run_dir = resolve(path)
     preset = run_preset(run_dir)
-    agent = QRSACAgent(observation_space, action_space, preset.agent, device, burn_in=preset.replay.burn_in,
-                       acting_only=True)
-    agent.actor.load_state_dict(load_state(path, map_location=device)["agent"]["actor"])
+
+    def actor(state: dict):
+        agent = QRSACAgent(observation_space, action_space, preset.agent, device, burn_in=preset.replay.burn_in,
+                           acting_only=True)
+        agent.actor.load_state_dict(state)
+        return agent
+
+    networks = load_state(path, map_location=device)["agent"]
+    agent = actor(networks["actor"])
+    if ENSEMBLE in networks:  # an ensemble (gtvision.agent.ensemble): the actor, then the others
+        from .agent.ensemble import EnsembleActor
+        agent.actor = EnsembleActor([agent.actor] + [actor(s).actor for s in networks[ENSEMBLE]]).to(agent.device)
     return agent
 
 
@@ -213,6 +222,9 @@ def fsync_dir(path: str | os.PathLike):
         os.close(fd)
 
 
+ENSEMBLE = "ensemble"
+"""The part of an exported agent's state holding the actors an ensemble adds to its ``actor``
+(``gtvision export --ensemble``; :mod:`gtvision.agent.ensemble`): a list of actor state dicts."""
 TEACHER_PARTS = ("actor", "critics", "critic_targets", "log_alpha")
 """What :func:`export` keeps of an agent that is to teach another (``gtvision train --teacher``): its networks and
 entropy coefficient, which a distilled student adopts with its actor, but no optimiser."""
@@ -248,7 +260,8 @@ def _check_layers(layers: dict, run_dir: Path) -> dict:
 
 
 def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",),
-           optional: tuple[str, ...] = (), layers: dict | None = None) -> Path:
+           optional: tuple[str, ...] = (), layers: dict | None = None,
+           ensemble: tuple[str | os.PathLike, ...] = ()) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
     configuration and resolved preset, and where it was exported from) and ``out/checkpoints/<epoch>/`` holding
@@ -256,7 +269,9 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     environments, no replay; the parts named in ``optional`` too where the checkpoint holds them (a DAgger round
     holds its actor only). ``layers``: safety-layer settings (``{"side_keeper": True, ...}``, fields of
     ``AgentConfig.SAFETY_LAYERS``) the exported agent races with instead of its run's, recorded as
-    ``exported_from.layers``. Refuses an ``out`` that already holds a run."""
+    ``exported_from.layers``. ``ensemble``: more checkpoints whose actors (of the same architecture) drive with
+    this one's as an ensemble (:mod:`gtvision.agent.ensemble`), kept as the part ``ENSEMBLE`` and recorded as
+    ``exported_from.ensemble``; an ensemble exported again stays one. Refuses an ``out`` that already holds a run."""
     path, run_dir = resolve(path)
     layers = _check_layers(layers or {}, run_dir)
     out = Path(out)
@@ -266,7 +281,16 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     missing = [p for p in parts if p not in state["agent"]]
     if missing:
         raise ValueError(f"checkpoint {path} has no {', '.join(missing)}; it has: {', '.join(state['agent'])}")
-    parts = tuple(parts) + tuple(p for p in optional if p in state["agent"] and p not in parts)
+    parts = tuple(parts) + tuple(p for p in (*optional, ENSEMBLE) if p in state["agent"] and p not in parts)
+    members = []
+    for other in ensemble:
+        other_path, _ = resolve(other)
+        actor = load_state(other_path, map_location="cpu")["agent"].get("actor")
+        shapes = {k: tuple(v.shape) for k, v in state["agent"]["actor"].items()}
+        if actor is None or {k: tuple(v.shape) for k, v in actor.items()} != shapes:
+            raise ValueError(f"--ensemble {other}: its actor is not of {path}'s architecture (an ensemble's actors "
+                             "must have the same networks)")
+        members.append((other_path, actor))
     config = read_run_config(run_dir)
     earlier = config.pop("exported_from", None)   # an export of an export keeps where the first came from
     config["exported_from"] = {"run": str(run_dir), "checkpoint": path.name, "parts": list(parts),
@@ -274,8 +298,13 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     if layers:
         config["preset"]["agent"].update(layers)
         config["exported_from"]["layers"] = layers
+    networks = {p: state["agent"][p] for p in parts}
+    if members:
+        networks[ENSEMBLE] = [*networks.get(ENSEMBLE, []), *(actor for _, actor in members)]
+        config["exported_from"]["ensemble"] = [str(p) for p, _ in members]
+        config["exported_from"]["parts"] = list(networks)
     meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}
-    final = save_networks(out, checkpoint_epoch(path), {p: state["agent"][p] for p in parts},
+    final = save_networks(out, checkpoint_epoch(path), networks,
                           state.get("env_steps") or 0, {**meta, "replay": False, "exported": True})
     write_atomic(out / CONFIG, json.dumps(config, indent=2))
     return final
