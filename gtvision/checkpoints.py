@@ -283,10 +283,10 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
         raise ValueError(f"checkpoint {path} has no {', '.join(missing)}; it has: {', '.join(state['agent'])}")
     parts = tuple(parts) + tuple(p for p in (*optional, ENSEMBLE) if p in state["agent"] and p not in parts)
     members = []
+    shapes = {k: tuple(v.shape) for k, v in state["agent"]["actor"].items()}
     for other in ensemble:
         other_path, _ = resolve(other)
         actor = load_state(other_path, map_location="cpu")["agent"].get("actor")
-        shapes = {k: tuple(v.shape) for k, v in state["agent"]["actor"].items()}
         if actor is None or {k: tuple(v.shape) for k, v in actor.items()} != shapes:
             raise ValueError(f"--ensemble {other}: its actor is not of {path}'s architecture (an ensemble's actors "
                              "must have the same networks)")

@@ -342,8 +342,7 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
     adopted = adopt_critics(trainer.agent, checkpoints.load_state(path, map_location=config.device)["agent"],
                             checkpoints.run_preset(run_dir).agent)
     saved = json.loads((out / checkpoints.CONFIG).read_text())
-    saved.update(distill_seconds=records[-1]["distill/wall_s"] if records else resumed["elapsed_s"],
-                 teacher_critics_adopted=adopted,
+    saved.update(distill_seconds=records[-1]["distill/wall_s"], teacher_critics_adopted=adopted,
                  teacher_checkpoint=str(path), **({"clear_teacher_checkpoint": str(clear_path)} if clear_path else {}))
     write_atomic(out / checkpoints.CONFIG, json.dumps(saved, indent=2, default=str))
     shutil.rmtree(state_dir, ignore_errors=True)  # the labelled states are no result to keep (GBs)

@@ -221,7 +221,7 @@ class AgentConfig:
     """The reflex begins when the forward speed has stayed below ``recovery_stop_mps`` this long (s)."""
     recovery_stop_mps: float = 1.0
     """Below this forward speed (m/s; reversing counts) the reflex counts the car as stopped. Above it a car crawling
-    along a barrier the wrong way never triggers it (README, "A faster trigger for the reflex")."""
+    along a barrier the wrong way never triggers it (README, "An ensemble of students": 3 m/s measured, no help)."""
     recovery_reverse_s: float = 3.0
     """It holds the brake this long (s; reverse engages after 1 s at a standstill), steering away."""
     recovery_exit_s: float = 1.5
@@ -243,7 +243,8 @@ class AgentConfig:
             "kappa": ">0", "gamma": "(0,1]", "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0",
             "tau": "(0,1]", "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0",
             "gap_look_m": ">0", "recovery_trigger_s": ">=0", "recovery_stop_mps": ">=0", "recovery_reverse_s": ">=0",
-            "recovery_exit_s": ">=0", "recovery_exit_throttle": "[0,1]", "actor_update_every": ">=1", "actor_sequences": ">=1"},
+            "recovery_exit_s": ">=0", "recovery_exit_throttle": "[0,1]", "actor_update_every": ">=1",
+            "actor_sequences": ">=1"},
             {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
              "seen_shield_training": ("seen", "privileged"), "image_dtype": ("float32", "bfloat16")})
         if self.log_std_min >= self.log_std_max:

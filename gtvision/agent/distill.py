@@ -276,7 +276,7 @@ def resume_round(state_dir: str | os.PathLike | None) -> dict | None:
     None when there is none (a new distillation)."""
     if state_dir is None or not Path(state_dir).is_dir():
         return None
-    done = sorted(d for d in Path(state_dir).glob("round_*") if (d / "state.pt").exists() and "." not in d.name)
+    done = sorted(d for d in Path(state_dir).glob("round_*") if (d / "state.pt").exists())
     if not done:
         return None
     state = torch.load(done[-1] / "state.pt", map_location="cpu", weights_only=False)

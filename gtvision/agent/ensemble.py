@@ -56,13 +56,11 @@ class EnsembleActor(nn.Module):
         if len(actors) < 2:
             raise ValueError(f"an ensemble needs at least 2 actors, got {len(actors)}")
         keys = actors[0].keys
-        for i, a in enumerate(actors[1:], 1):
+        for i, a in enumerate(actors):
             if a.keys != keys:
                 raise ValueError(f"ensemble member {i} reads {a.keys}, member 0 reads {keys}: members must read alike")
             if a.shield_head is not None:
                 raise ValueError("an ensemble of actors with seen shields is not supported (agent.seen_shield)")
-        if actors[0].shield_head is not None:
-            raise ValueError("an ensemble of actors with seen shields is not supported (agent.seen_shield)")
         self.actors = nn.ModuleList(actors)
         self.torso = EnsembleTorso([a.torso for a in actors])
         self.shield_head = None

@@ -11,9 +11,9 @@ points to, the side the policy wants to go.
 The reflex (``AgentConfig.recovery``, off by default; a safety layer in the sense of :mod:`gtvision.agent.shield`,
 in training and in racing, and ``gtvision export --set agent.recovery=true`` gives it to a trained agent) reads two
 proprio features, the forward speed and the steering command, and keeps a clock per car. When the forward speed has
-stayed below ``recovery_stop_mps`` (``STOP_MPS`` by default) for ``recovery_trigger_s`` seconds, it holds the brake for ``recovery_reverse_s`` seconds
-(the simulator engages reverse after ``gtvision.sim.core.REVERSE_ENGAGE_S`` at a standstill, as GT7's automatic
-gearbox does) with the steering at full lock away from the side the steering pointed to (left when straight), then
+stayed below ``recovery_stop_mps`` (``STOP_MPS`` by default) for ``recovery_trigger_s`` seconds, it holds the brake
+for ``recovery_reverse_s`` seconds (the simulator engages reverse after ``gtvision.sim.core.REVERSE_ENGAGE_S`` at a
+standstill, as GT7's automatic gearbox does) with the steering at full lock away from the side the steering pointed to (left when straight), then
 for ``recovery_exit_s`` seconds steers to full lock on that side with at least ``recovery_exit_throttle`` of
 throttle; then the policy drives again, and the clock starts afresh.
 
@@ -48,8 +48,8 @@ STEER_COMMAND = _BLOCKS["u"]
 class RecoveryReflex:
     """The reflex's clocks for ``num_envs`` cars and its override of their actions (see the module).
 
-    ``trigger_s``, ``reverse_s``, ``exit_s``, ``exit_throttle``, ``stop_mps``: ``AgentConfig.recovery_*``. Call it with each
-    step's actions (N, 2) in the action space's units (steering rate, throttle/brake) and the observations'
+    ``trigger_s``, ``reverse_s``, ``exit_s``, ``exit_throttle``, ``stop_mps``: ``AgentConfig.recovery_*``. Call it
+    with each step's actions (N, 2) in the action space's units (steering rate, throttle/brake) and the observations'
     ``proprio`` (N, 18); :meth:`reset` the cars whose episode ends."""
 
     def __init__(self, num_envs: int, trigger_s: float, reverse_s: float, exit_s: float, exit_throttle: float,
