@@ -13,9 +13,9 @@ in training and in racing, and ``gtvision export --set agent.recovery=true`` giv
 proprio features, the forward speed and the steering command, and keeps a clock per car. When the forward speed has
 stayed below ``recovery_stop_mps`` (``STOP_MPS`` by default) for ``recovery_trigger_s`` seconds, it holds the brake
 for ``recovery_reverse_s`` seconds (the simulator engages reverse after ``gtvision.sim.core.REVERSE_ENGAGE_S`` at a
-standstill, as GT7's automatic gearbox does) with the steering at full lock away from the side the steering pointed to (left when straight), then
-for ``recovery_exit_s`` seconds steers to full lock on that side with at least ``recovery_exit_throttle`` of
-throttle; then the policy drives again, and the clock starts afresh.
+standstill, as GT7's automatic gearbox does) with the steering at full lock away from the side the steering pointed
+to (left when straight), then for ``recovery_exit_s`` seconds steers to full lock on that side with at least
+``recovery_exit_throttle`` of throttle; then the policy drives again, and the clock starts afresh.
 
 Measured (README, "A recovery reflex"): a turnaround for a car facing the wrong way, on the heading integrated from
 the yaw rate, was tried and is not here: after wall hits it turned cars that were not facing backwards, and lost
