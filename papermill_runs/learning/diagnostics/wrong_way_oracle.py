@@ -74,7 +74,6 @@ if deg is not None:
     ro.reflex = Oracle(ro.reflex)
 rows = {}
 live = np.ones(n, bool)
-race_m = 4 * float(b.track.length_m)
 for t in range(8000):
     st = ro.step(None)
     if deg is not None:
