@@ -228,6 +228,21 @@ class AgentConfig:
     """Then it steers to the other lock this long (s), with at least ``recovery_exit_throttle``."""
     recovery_exit_throttle: float = 0.3
     """The least throttle while it drives out (0..1)."""
+    stability: bool = False
+    """True: a stability aid (:mod:`gtvision.agent.stability`) holds the pedal at ``stability_throttle`` or more
+    while the rear axle slides past ``stability_slip_deg`` (no lifting, no braking: the front-driven Tokyo car spins
+    when it lifts with its tail out), in training and in racing, after the recovery reflex. It reads only ``proprio``
+    (the forward and lateral speed, the yaw rate) and the car's geometry, so the vision actor may have it. Paper:
+    none, a safety layer of ours (off by default): the two-teacher vision students spin about once a race (README,
+    "A stability aid")."""
+    stability_slip_deg: float = 3.0
+    """The rear axle's slip angle (degrees) past which the aid acts (the tyres' peak is near 7 degrees). 3 and
+    ``stability_throttle`` 0.5 were chosen among six settings on E3's races of the selection seed (4,000), none on the
+    held-out seeds (README, "A stability aid")."""
+    stability_throttle: float = 0.5
+    """The least pedal (0..1 of throttle) while it acts."""
+    stability_min_mps: float = 8.0
+    """It acts above this forward speed (m/s) only: slip angles mean little at a crawl."""
     vector_transform: str = "scaled"
     """Applied to every vector observation before the networks: 'scaled' (a feature with finite bounds in the
     observation space mapped to [-1, 1] by them, the others symlog), 'symlog' (sign(x) log(1 + |x|), as
@@ -243,7 +258,8 @@ class AgentConfig:
             "kappa": ">0", "gamma": "(0,1]", "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0",
             "tau": "(0,1]", "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0",
             "gap_look_m": ">0", "recovery_trigger_s": ">=0", "recovery_stop_mps": ">=0", "recovery_reverse_s": ">=0",
-            "recovery_exit_s": ">=0", "recovery_exit_throttle": "[0,1]", "actor_update_every": ">=1",
+            "recovery_exit_s": ">=0", "recovery_exit_throttle": "[0,1]", "stability_slip_deg": ">=0",
+            "stability_throttle": "[0,1]", "stability_min_mps": ">=0", "actor_update_every": ">=1",
             "actor_sequences": ">=1"},
             {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
              "seen_shield_training": ("seen", "privileged"), "image_dtype": ("float32", "bfloat16")})
@@ -255,11 +271,12 @@ class AgentConfig:
                              f"cnn_strides {self.cnn_strides} must have the same length")
 
     SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper", "recovery", "recovery_trigger_s",
-                     "recovery_stop_mps", "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle")
+                     "recovery_stop_mps", "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle",
+                     "stability", "stability_slip_deg", "stability_throttle", "stability_min_mps")
     """The fields that set the safety layers (:mod:`gtvision.agent.shield`) around the actor's action and nothing
     the networks compute: an exported agent may race with them changed (``gtvision export --set``)."""
     LAYER_READS = {"gap_keeper": ("opponent_grid", "proprio"), "side_keeper": ("opponent_grid",),
-                   "recovery": ("proprio",)}
+                   "recovery": ("proprio",), "stability": ("proprio",)}
     """What each safety layer reads, which the actor must read too (privileged features: not the vision actor)."""
 
     def check_layers(self, actor_reads) -> None:

@@ -18,7 +18,8 @@ hidden         the actor's recurrent state entering the next observation: after 
 =============  =============================================================================================
 
 The driver is an agent's policy (``QRSACAgent.act``: sampled, or its mean with ``eval_mode``), through its
-recovery reflex when its configuration has one (``config.recovery``, :mod:`gtvision.agent.recovery`), or, when
+recovery reflex and then its stability aid when its configuration has them (``config.recovery``,
+:mod:`gtvision.agent.recovery`; ``config.stability``, :mod:`gtvision.agent.stability`), or, when
 :meth:`Rollout.step` is given actions, whoever chose them (the BIAI in the agent's seat).
 
 Episode statistics (:class:`EpisodeStats`) gather the return, the length, the sum of every reward term
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from .recovery import RecoveryReflex
+from .stability import StabilityAid, envs_car
 
 EPISODE_END_KEYS = ("progress_m", "laps_done", "place", "wall_time_s", "car_contact_time_s",
                     "off_course_time_s", "margin_m")
@@ -129,6 +131,8 @@ class Rollout:
         self.num_envs = envs.num_envs
         self.reflex = RecoveryReflex.for_agent(agent, self.num_envs)
         """The agent's recovery reflex (``config.recovery``), which overrides its actions where it acts; or None."""
+        self.stability = StabilityAid.for_agent(agent, self.num_envs, envs_car(envs))
+        """The agent's stability aid (``config.stability``), which raises its pedal where the rear slides; or None."""
         self.reset(seed)
 
     def reset(self, seed: int | None = None):
@@ -138,8 +142,9 @@ class Rollout:
         self.hidden = self.agent.initial_hidden(n) if self.agent is not None else None
         self.autoreset = np.zeros(n, bool)
         """Sub-environments whose next step is an autoreset step (their last step ended an episode)."""
-        if self.reflex is not None:
-            self.reflex.reset(np.ones(n, bool))
+        for layer in (self.reflex, self.stability):
+            if layer is not None:
+                layer.reset(np.ones(n, bool))
         self.stats = EpisodeStats(n)
 
     def step(self, action: np.ndarray | None = None) -> Step:
@@ -154,14 +159,17 @@ class Rollout:
             action, next_hidden = self.agent.act(obs, hidden, eval_mode=self.eval_mode)
             if self.reflex is not None:
                 action = self.reflex(action, obs["proprio"])
+            if self.stability is not None:
+                action = self.stability(action, obs["proprio"])
         elif self.agent is not None and hidden.shape[-1] > 0:  # a memoryless actor has no state to carry
             _, next_hidden = self.agent.act(obs, hidden, eval_mode=True)
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
         live = ~self.autoreset
         done = episode_ends(self.autoreset, terminated, truncated)
         self.stats.add(reward, info, live, done)  # an autoreset step belongs to no episode
-        if self.reflex is not None:
-            self.reflex.reset(done | self.autoreset)
+        for layer in (self.reflex, self.stability):
+            if layer is not None:
+                layer.reset(done | self.autoreset)
         if next_hidden is not None:
             # After the autoreset step, next_obs is a new episode's first observation: its state starts at zero.
             self.hidden = torch.where(torch.as_tensor(self.autoreset, device=next_hidden.device)[:, None], 0.0,
@@ -173,7 +181,8 @@ class Rollout:
         """The episodes in progress (the environments themselves are saved apart)."""
         return {"obs": self.obs, "hidden": None if self.hidden is None else self.hidden.cpu(),
                 "prev_done": self.autoreset, "stats": self.stats,
-                **({} if self.reflex is None else {"reflex": self.reflex.state_dict()})}
+                **({} if self.reflex is None else {"reflex": self.reflex.state_dict()}),
+                **({} if self.stability is None else {"stability": self.stability.state_dict()})}
 
     def load_state_dict(self, state: dict):
         self.obs, self.autoreset, self.stats = state["obs"], state["prev_done"], state["stats"]
@@ -181,6 +190,8 @@ class Rollout:
             self.hidden = state["hidden"].to(self.agent.device)
         if self.reflex is not None and "reflex" in state:
             self.reflex.load_state_dict(state["reflex"])
+        if self.stability is not None and "stability" in state:
+            self.stability.load_state_dict(state["stability"])
 
 
 def evaluate_policy(agent, envs, episodes: int, seed: int = 0) -> np.ndarray:
