@@ -1,5 +1,5 @@
-"""Fixtures shared by the test modules: one torch thread, and flat test ovals; and helpers that put cars
-on a track (``from conftest import place_cars, pose_at``)."""
+"""Fixtures shared by the test modules: one torch thread, flat test ovals, and a smoke-trained vision run; and
+helpers that put cars on a track (``from conftest import place_cars, pose_at``)."""
 from __future__ import annotations
 
 import math
@@ -21,6 +21,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def smoke_vision_run(tmp_path_factory):
+    """A run of the vision agent (the ``smoke`` preset, 64 steps on Tokyo with one opponent): its directory, for the
+    tests that export it with safety layers and race it."""
+    from gtvision.training import RunConfig, train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, seed=3,
+                             env_kwargs={"num_opponents": 1, "max_time_s": 2.0}),
+                   tmp_path_factory.mktemp("smoke_vision") / "run", progress=False)
+    torch.set_num_threads(threads)
+    return run
 
 
 @pytest.fixture(scope="session")

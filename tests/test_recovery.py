@@ -112,15 +112,14 @@ def test_in_a_race_a_car_that_stands_still_is_backed_off_by_its_reflex_and_the_a
     envs.close()
 
 
-def test_a_vision_agent_exported_with_the_reflex_races_with_it_and_its_networks_are_unchanged(tmp_path):
+def test_a_vision_agent_exported_with_the_reflex_races_with_it_and_its_networks_are_unchanged(tmp_path,
+                                                                                              smoke_vision_run):
     """`gtvision export --set agent.recovery=true`: the reflex reads proprio only, so a vision agent may have it; the
     evaluation's rollout then drives through it."""
     from gtvision import checkpoints, cli
     from gtvision.evaluation import evaluate, race_envs
-    from gtvision.training import RunConfig, train
 
-    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, seed=3,
-                             env_kwargs={"num_opponents": 1, "max_time_s": 2.0}), tmp_path / "run", progress=False)
+    run = smoke_vision_run
     out = tmp_path / "reflex"
     assert cli.main(["export", "--checkpoint", str(run), "--out", str(out), "--set", "agent.recovery=true",
                      "--set", "agent.recovery_trigger_s=1.0", "--set", "agent.recovery_stop_mps=3.0"]) == 0

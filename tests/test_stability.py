@@ -99,15 +99,13 @@ def test_in_a_race_the_aid_releases_the_brake_of_a_sliding_car_and_only_while_it
     envs.close()
 
 
-def test_a_vision_agent_exported_with_the_aid_races_with_it(tmp_path):
+def test_a_vision_agent_exported_with_the_aid_races_with_it(tmp_path, smoke_vision_run):
     """`gtvision export --set agent.stability=true`: the aid reads proprio only, so a vision agent may have it; the
     evaluation's rollout then drives through it."""
     from gtvision import checkpoints, cli
     from gtvision.evaluation import evaluate, race_envs
-    from gtvision.training import RunConfig, train
 
-    run, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, seed=3,
-                             env_kwargs={"num_opponents": 1, "max_time_s": 2.0}), tmp_path / "run", progress=False)
+    run = smoke_vision_run
     out = tmp_path / "aid"
     assert cli.main(["export", "--checkpoint", str(run), "--out", str(out), "--set", "agent.stability=true",
                      "--set", "agent.stability_slip_deg=8"]) == 0
