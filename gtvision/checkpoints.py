@@ -259,9 +259,20 @@ def _check_layers(layers: dict, run_dir: Path) -> dict:
     return out
 
 
+def _to_half(state):
+    """``state`` (nested dicts and lists of tensors) with its floating-point tensors as float16."""
+    if isinstance(state, dict):
+        return {k: _to_half(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_to_half(v) for v in state]
+    if torch.is_tensor(state) and state.is_floating_point():
+        return state.to(torch.float16)
+    return state
+
+
 def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",),
            optional: tuple[str, ...] = (), layers: dict | None = None,
-           ensemble: tuple[str | os.PathLike, ...] = ()) -> Path:
+           ensemble: tuple[str | os.PathLike, ...] = (), half: bool = False) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
     configuration and resolved preset, and where it was exported from) and ``out/checkpoints/<epoch>/`` holding
@@ -271,7 +282,11 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     ``AgentConfig.SAFETY_LAYERS``) the exported agent races with instead of its run's, recorded as
     ``exported_from.layers``. ``ensemble``: more checkpoints whose actors (of the same architecture) drive with
     this one's as an ensemble (:mod:`gtvision.agent.ensemble`), kept as the part ``ENSEMBLE`` and recorded as
-    ``exported_from.ensemble``; an ensemble exported again stays one. Refuses an ``out`` that already holds a run."""
+    ``exported_from.ensemble``; an ensemble exported again stays one. ``half``: store the networks' floating-point
+    tensors as float16, half the bytes (recorded as ``exported_from.weights``); loading copies them into the
+    float32 networks, so the agent computes as before on weights rounded to float16's 11 significant bits, and
+    races that part from the float32 export's after a while, as other rounding does. Refuses an ``out`` that
+    already holds a run."""
     path, run_dir = resolve(path)
     layers = _check_layers(layers or {}, run_dir)
     out = Path(out)
@@ -303,6 +318,9 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
         networks[ENSEMBLE] = [*networks.get(ENSEMBLE, []), *(actor for _, actor in members)]
         config["exported_from"]["ensemble"] = [str(p) for p, _ in members]
         config["exported_from"]["parts"] = list(networks)
+    if half:
+        networks = _to_half(networks)
+        config["exported_from"]["weights"] = "float16"
     meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").exists() else {}
     final = save_networks(out, checkpoint_epoch(path), networks,
                           state.get("env_steps") or 0, {**meta, "replay": False, "exported": True})

@@ -226,16 +226,16 @@ def cmd_export(args) -> int:
     from .checkpoints import TEACHER_PARTS
 
     return _export(args.checkpoint, args.out, TEACHER_PARTS if args.with_critics else ("actor",),
-                   layers=_key_values(args.set, "--set"), ensemble=tuple(args.ensemble))
+                   layers=_key_values(args.set, "--set"), ensemble=tuple(args.ensemble), half=args.half)
 
 
 def _export(checkpoint, out, parts: tuple[str, ...], optional: tuple[str, ...] = (), layers: dict | None = None,
-            ensemble: tuple[str, ...] = ()) -> int:
+            ensemble: tuple[str, ...] = (), half: bool = False) -> int:
     import json
 
     from .checkpoints import CONFIG, export
 
-    final = export(checkpoint, out, parts, optional, layers, ensemble)
+    final = export(checkpoint, out, parts, optional, layers, ensemble, half)
     parts = json.loads((Path(out) / CONFIG).read_text())["exported_from"]["parts"]
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     print(f"{checkpoint} -> {final} ({size / 2**20:.1f} MiB: {', '.join(parts)} and the run's configuration)")
@@ -460,11 +460,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the critics, their targets and the entropy coefficient too (a teacher for "
                         "`gtvision train --teacher`, whose student adopts them); default: the actor only")
     x.add_argument("--set", action="append", default=[], metavar="agent.FIELD=VALUE",
-                   help="race with a safety layer changed (agent.gap_keeper, agent.gap_hold_m, agent.gap_look_m, "
-                        "agent.side_keeper), e.g. --set agent.side_keeper=true; nothing the networks compute")
+                   help="race with a safety layer changed (the fields of AgentConfig.SAFETY_LAYERS: agent.gap_keeper, "
+                        "agent.side_keeper, agent.recovery, agent.stability and their settings), e.g. --set "
+                        "agent.stability=true; nothing the networks compute")
     x.add_argument("--ensemble", nargs="+", default=[], metavar="CHECKPOINT",
                    help="more checkpoints whose actors (same networks) drive with --checkpoint's as one: the mean of "
                         "their actions, each with its own memory (gtvision.agent.ensemble)")
+    x.add_argument("--half", action="store_true",
+                   help="store the networks' weights as float16 (half the bytes; they load into float32 networks, "
+                        "so the races differ from the float32 export's in rounding: measure them again)")
     x.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="drive an evaluation race yourself from the agent's view (pygame window)")

@@ -73,3 +73,29 @@ def test_an_ensemble_of_other_networks_is_refused(runs):
     assert not (root / "mixed" / "config.json").exists()
     with pytest.raises(ValueError, match="at least 2 actors"):
         EnsembleActor([])
+
+
+def test_a_half_export_stores_float16_and_drives_as_the_float32_one_to_rounding(runs):
+    root, (a, b, _) = runs
+    full, half = root / "full", root / "half"
+    assert cli.main(["export", "--checkpoint", str(a), "--ensemble", str(b), "--out", str(full)]) == 0
+    assert cli.main(["export", "--checkpoint", str(a), "--ensemble", str(b), "--out", str(half), "--half"]) == 0
+    stored = checkpoints.load_state(checkpoints.resolve(half)[0])["agent"]
+    floats = [t for t in [*stored["actor"].values(), *stored["ensemble"][0].values()] if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float16 for t in floats)
+    assert checkpoints.read_run_config(half)["exported_from"]["weights"] == "float16"
+    size = {p: sum(f.stat().st_size for f in p.rglob("*.pt")) for p in (full, half)}
+    assert size[half] < 0.6 * size[full]
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=2, **ENV)
+    agents = [checkpoints.load_actor(p, envs.single_observation_space, envs.single_action_space) for p in (full, half)]
+    assert all(p.dtype == torch.float32 for p in agents[1].actor.parameters())   # computed in float32
+    obs, _ = envs.reset(seed=0)
+    hidden = [g.initial_hidden(2) for g in agents]
+    with torch.no_grad():
+        for _ in range(4):
+            outs = [g.act(obs, h, eval_mode=True) for g, h in zip(agents, hidden)]
+            hidden = [h for _, h in outs]
+            np.testing.assert_allclose(outs[1][0], outs[0][0], atol=2e-2)   # the same driver, rounded
+            obs = envs.step(outs[0][0])[0]
+    envs.close()
+    assert len(evaluate(half, "tokyo", episodes=1, seed=0, laps=1, progress=False)) == 1

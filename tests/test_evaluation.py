@@ -228,12 +228,18 @@ def test_the_committed_time_trial_agent_laps_tokyo_clean_faster_than_the_biai():
 
 
 def test_the_committed_vision_agent_races_from_the_grid_on_its_view_and_proprio():
-    """papermill_runs/agents/tokyo_vision (run V21's DAgger round 14: the GT Sophy baseline distilled into the
-    asymmetric agent's actor by DAgger): it drives a lap alone, and a one-lap race from the back of the grid it
+    """papermill_runs/agents/tokyo_vision (E3Vh: four two-teacher DAgger students of the asymmetric agent's actor
+    as an ensemble, stored in float16, raced with the recovery reflex and the stability aid): its configuration
+    keeps what it was measured with, it drives a lap alone, and a one-lap race from the back of the grid it
     finishes ahead of P20."""
     from pathlib import Path
 
     agent = Path(__file__).resolve().parents[1] / "papermill_runs" / "agents" / "tokyo_vision"
+    config = checkpoints.read_run_config(agent)
+    assert config["preset"]["agent"]["recovery"] and config["preset"]["agent"]["stability"]
+    assert config["exported_from"]["weights"] == "float16"
+    networks = checkpoints.load_state(checkpoints.resolve(agent)[0])["agent"]
+    assert len(networks["ensemble"]) == 3 and networks["actor"]["head.0.weight"].dtype == torch.float16
     lap = evaluate(agent, "tokyo", episodes=1, seed=10_001, laps=1, opponents=0, progress=False)
     assert lap["variant"].iloc[0] == "asymmetric"
     assert lap["finished"].iloc[0] and lap["lap_1_s"].iloc[0] < 120.0
