@@ -349,12 +349,18 @@ def _distill(config: RunConfig, preset, trainer, env_id: str, env_kwargs: dict, 
 
 
 def _distillation_unfinished(config: RunConfig, out: Path) -> bool:
-    """True when ``out`` is a run of ``config`` whose DAgger rounds were cut short (no checkpoint after them, their
-    resume state left in ``distill/state``): ``--resume`` then goes on with the rounds. ``ValueError`` when the run
-    was made with another configuration."""
-    state_dir = out / DISTILL_DIR / DISTILL_STATE
-    if config.teacher is None or checkpoints.complete_checkpoints(out) or not state_dir.is_dir():
+    """True when ``out`` is a run of ``config`` whose DAgger rounds were cut short (no checkpoint after them; their
+    resume state left in ``distill/state``, or none at all when the run was cut in round 0): ``--resume`` then goes
+    on with the rounds, from round 0 when none had finished. ``ValueError`` when the run was made with another
+    configuration."""
+    if config.teacher is None or checkpoints.complete_checkpoints(out):
         return False
+    try:
+        saved = checkpoints.read_run_config(out)
+    except checkpoints.NotARunError:
+        return False                     # the run never began: nothing to resume (``_check_resume`` says so)
+    if not (out / DISTILL_DIR / DISTILL_STATE).is_dir() and "distill_seconds" in saved:
+        return False                     # the rounds had ended (a cut before the first checkpoint: not resumable)
     _check_identity(config, out)
     return True
 

@@ -542,10 +542,13 @@ def test_a_run_with_a_clear_road_teacher_records_its_share_of_the_labels(tmp_pat
               tmp_path / "x", progress=False)
 
 
-def test_a_killed_distillation_resumes_from_its_last_round_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
-    """`gtvision train --resume` on a run whose DAgger rounds were cut short: the rounds after the last one whose
-    resume state was left run again, and the students, records and the run's end equal those of a run never
-    stopped (same seed, same result on CPU); the resume state (GBs of labelled states) is gone at the end."""
+@pytest.mark.parametrize("killed_at", [1, 3])
+def test_a_killed_distillation_resumes_from_its_last_round_and_ends_as_an_uninterrupted_one(tmp_path, monkeypatch,
+                                                                                          killed_at):
+    """`gtvision train --resume` on a run whose DAgger rounds were cut short (in round 2, or in round 0 before any
+    resume state was left): the rounds after the last one whose resume state was left run again (all of them from
+    round 0), and the students, records and the run's end equal those of a run never stopped (same seed, same
+    result on CPU); the resume state (GBs of labelled states) is gone at the end."""
     from gtvision import checkpoints
     from gtvision.agent.distill import resume_round
     from gtvision.training import DISTILL_STATE
@@ -560,16 +563,17 @@ def test_a_killed_distillation_resumes_from_its_last_round_and_ends_as_an_uninte
 
     save_networks = checkpoints.save_networks
 
-    def killed_after_round_2(run_dir, epoch, *args, **kwargs):
-        if epoch == 3:   # round 2's student: its record is written, its resume state is not
+    def killed(run_dir, epoch, *args, **kwargs):
+        if epoch == killed_at:   # round killed_at - 1's student: its record is written, its resume state is not
             raise KeyboardInterrupt
         return save_networks(run_dir, epoch, *args, **kwargs)
 
-    monkeypatch.setattr(checkpoints, "save_networks", killed_after_round_2)
+    monkeypatch.setattr(checkpoints, "save_networks", killed)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "cut", progress=False)
     cut = tmp_path / "cut"
-    assert resume_round(cut / DISTILL_DIR / DISTILL_STATE)["round"] == 1
+    left = resume_round(cut / DISTILL_DIR / DISTILL_STATE)
+    assert (left is None) if killed_at == 1 else (left["round"] == 1)
     assert not complete_checkpoints(cut)
     with pytest.raises(ValueError, match="different configuration"):   # another run's command is refused
         train(dataclasses.replace(config, seed=3), cut, progress=False, resume=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gtvision.agent.config import AgentConfig
-from gtvision.agent.recovery import FORWARD_SPEED, STEER_COMMAND, RecoveryReflex
+from gtvision.agent.recovery import FORWARD_SPEED, STEER_COMMAND, YAW_RATE, YAW_WINDOW_S, RecoveryReflex
 from gtvision.agent.rollout import Rollout
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -71,6 +71,34 @@ def test_a_car_crawling_below_the_stop_speed_triggers_the_reflex_and_one_above_i
         RecoveryReflex(1, 1.5, 3.0, 1.5, 0.3, stop_mps=-1.0)
     with pytest.raises(ValueError, match="agent.recovery_stop_mps=-1.0"):
         AgentConfig(recovery_stop_mps=-1.0)
+
+
+def test_with_side_yaw_the_reflex_turns_the_nose_back_against_the_last_seconds_rotation_whatever_the_steering():
+    """``recovery_side='yaw'``: car 0 spun left (yaw rate +) and car 1 right before they stopped, both steering
+    left; car 2 did not turn and keeps the steering's side (right). With 'steer' all follow the steering."""
+    steps = round(YAW_WINDOW_S * 10)
+    yaw, steer = RecoveryReflex(3, 0.5, 1.0, 0.5, 0.3, side="yaw"), RecoveryReflex(3, 0.5, 1.0, 0.5, 0.3)
+    policy = np.zeros((3, 2), np.float32)
+    spinning = _proprio([20.0, 20.0, 20.0], [0.5, 0.5, -0.5])
+    spinning[:, YAW_RATE] = [2.0, -2.0, 0.0]
+    for _ in range(steps - 5):
+        yaw(policy, spinning), steer(policy, spinning)
+    stopped = _proprio([0.0, 0.0, 0.0], [0.5, 0.5, -0.5])
+    for _ in range(5):
+        out_yaw, out_steer = yaw(policy, stopped), steer(policy, stopped)
+    assert yaw.count.tolist() == [1, 1, 1] and steer.count.tolist() == [1, 1, 1]
+    assert yaw.side.tolist() == [-1.0, 1.0, -1.0] and steer.side.tolist() == [1.0, 1.0, -1.0]
+    assert out_yaw[0, 0] > 0 and out_yaw[1, 0] < 0          # backing: steer away from the side it turns the nose to
+    state = yaw.state_dict()                                 # a resumed run takes the window up
+    resumed = RecoveryReflex(3, 0.5, 1.0, 0.5, 0.3, side="yaw")
+    resumed.load_state_dict(state)
+    assert torch.equal(resumed.yaw_rates, yaw.yaw_rates) and resumed._ring == yaw._ring
+    yaw.reset(np.array([True, False, False]))
+    assert float(yaw.yaw_rates[0].abs().sum()) == 0.0 and float(yaw.yaw_rates[1].abs().sum()) > 0
+    with pytest.raises(ValueError, match="recovery side must be one of"):
+        RecoveryReflex(1, 1.5, 3.0, 1.5, 0.3, side="left")
+    with pytest.raises(ValueError, match="agent.recovery_side='left'"):
+        AgentConfig(recovery_side="left")
 
 
 class StandingAgent:

@@ -228,6 +228,10 @@ class AgentConfig:
     """Then it steers to the other lock this long (s), with at least ``recovery_exit_throttle``."""
     recovery_exit_throttle: float = 0.3
     """The least throttle while it drives out (0..1)."""
+    recovery_side: str = "steer"
+    """Which way the reflex turns the nose: 'steer' (the side the steering command points to, left when straight)
+    or 'yaw' (back against the car's rotation over the ``gtvision.agent.recovery.YAW_WINDOW_S`` before it begins,
+    from the yaw rate: the way out of a spin; the steering's side when the car did not turn)."""
     stability: bool = False
     """True: a stability aid (:mod:`gtvision.agent.stability`) holds the pedal at ``stability_throttle`` or more
     while the rear axle slides past ``stability_slip_deg`` (no lifting, no braking: the front-driven Tokyo car spins
@@ -262,7 +266,8 @@ class AgentConfig:
             "stability_throttle": "[0,1]", "stability_min_mps": ">=0", "actor_update_every": ">=1",
             "actor_sequences": ">=1"},
             {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
-             "seen_shield_training": ("seen", "privileged"), "image_dtype": ("float32", "bfloat16")})
+             "seen_shield_training": ("seen", "privileged"), "image_dtype": ("float32", "bfloat16"),
+             "recovery_side": ("steer", "yaw")})
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"agent.log_std_min={self.log_std_min} must be below agent.log_std_max="
                              f"{self.log_std_max}")
@@ -272,6 +277,7 @@ class AgentConfig:
 
     SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper", "recovery", "recovery_trigger_s",
                      "recovery_stop_mps", "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle",
+                     "recovery_side",
                      "stability", "stability_slip_deg", "stability_throttle", "stability_min_mps")
     """The fields that set the safety layers (:mod:`gtvision.agent.shield`) around the actor's action and nothing
     the networks compute: an exported agent may race with them changed (``gtvision export --set``)."""

@@ -15,7 +15,8 @@ round      what happens
 
 A distillation that is given a ``state_dir`` leaves there, after every round but the last, what the next round
 needs (the student, its optimiser, both replays of labelled states, the random generators and the seconds spent),
-so that a killed run goes on from its last finished round (``gtvision train --resume``); the rounds run on as they
+so that a killed run goes on from its last finished round (``gtvision train --resume``; one killed in its first
+round begins the rounds again); the rounds run on as they
 would have without the interruption (same seed, same result on CPU), except that with ``distill_continue`` the
 resumed round's episodes begin afresh.
 

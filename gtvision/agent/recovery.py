@@ -19,7 +19,12 @@ to (left when straight), then for ``recovery_exit_s`` seconds steers to full loc
 
 Measured (README, "A recovery reflex"): a turnaround for a car facing the wrong way, on the heading integrated from
 the yaw rate, was tried and is not here: after wall hits it turned cars that were not facing backwards, and lost
-more races than it saved.
+more races than it saved. ``recovery_side='yaw'`` (the side back against the car's rotation of the last
+``YAW_WINDOW_S``, the way out of a spin) picks the side that points the nose towards the course more often than the
+steering's side (19 of 29 reflex starts against 9 of 29, with the simulator's heading as the judge) and frees as
+many cars: on VT3's round 13 alone with the aid, 276 of 300 selection races finished against 277 with 'steer'
+(README, "Which way the reflex turns"). It stays, off by default. Backing off for 5 s instead of 3 finished fewer
+(265 of the 300 against 274).
 """
 from __future__ import annotations
 
@@ -43,6 +48,12 @@ FORWARD_SPEED = _BLOCKS["v"]
 """Index in ``proprio`` of the forward speed (m/s)."""
 STEER_COMMAND = _BLOCKS["u"]
 """Index in ``proprio`` of the steering command (commanded angle / full lock, + left)."""
+YAW_RATE = _BLOCKS["omega"] + 2
+"""Index in ``proprio`` of the yaw rate (rad/s, left +)."""
+YAW_WINDOW_S = 3.0
+"""With ``side='yaw'``, the reflex turns the nose back against the car's rotation over this long before it begins
+(the yaw rate's sum over the window): a car stopped after a spin turns back the way it came round."""
+SIDES = ("steer", "yaw")
 
 
 class RecoveryReflex:
@@ -53,15 +64,20 @@ class RecoveryReflex:
     ``proprio`` (N, 18); :meth:`reset` the cars whose episode ends."""
 
     def __init__(self, num_envs: int, trigger_s: float, reverse_s: float, exit_s: float, exit_throttle: float,
-                 stop_mps: float = STOP_MPS):
+                 stop_mps: float = STOP_MPS, side: str = "steer"):
         for name, value in (("trigger_s", trigger_s), ("reverse_s", reverse_s), ("exit_s", exit_s),
                             ("stop_mps", stop_mps)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"recovery {name} must be a finite number >= 0, got {value!r}")
         if not 0.0 <= exit_throttle <= 1.0:
             raise ValueError(f"recovery exit_throttle must be in [0, 1], got {exit_throttle!r}")
+        if side not in SIDES:
+            raise ValueError(f"recovery side must be one of {SIDES}, got {side!r}")
         self.trigger_s, self.reverse_s, self.exit_s, self.exit_throttle = trigger_s, reverse_s, exit_s, exit_throttle
-        self.stop_mps = stop_mps
+        self.stop_mps, self.side_rule = stop_mps, side
+        self.yaw_rates = torch.zeros(num_envs, round(YAW_WINDOW_S * CONTROL_HZ))
+        """With ``side='yaw'``: each car's yaw rates (rad/s) of the last ``YAW_WINDOW_S``, a ring over the steps."""
+        self._ring = 0
         # the clocks count control steps (exact, where sums of 0.1 s in float32 drift)
         self._trigger, self._reverse, self._exit = (round(t * CONTROL_HZ) for t in (trigger_s, reverse_s, exit_s))
         self._trigger = max(self._trigger, 1)   # at least one step stopped
@@ -81,7 +97,8 @@ class RecoveryReflex:
         if config is None or not getattr(config, "recovery", False):
             return None
         return cls(num_envs, config.recovery_trigger_s, config.recovery_reverse_s, config.recovery_exit_s,
-                   config.recovery_exit_throttle, getattr(config, "recovery_stop_mps", STOP_MPS))
+                   config.recovery_exit_throttle, getattr(config, "recovery_stop_mps", STOP_MPS),
+                   getattr(config, "recovery_side", "steer"))
 
     def acting(self) -> torch.Tensor:
         """(N,) bool: the cars whose reflex drives this step."""
@@ -95,7 +112,13 @@ class RecoveryReflex:
         self.stopped = torch.where((speed < self.stop_mps) & ~self.acting(), self.stopped + 1,
                                    torch.zeros_like(self.stopped))
         start = self.stopped >= self._trigger
-        self.side = torch.where(start, torch.where(steer < -0.05, -1.0, 1.0), self.side)
+        side = torch.where(steer < -0.05, -1.0, 1.0)
+        if self.side_rule == "yaw":
+            self.yaw_rates[:, self._ring] = p[:, YAW_RATE]
+            self._ring = (self._ring + 1) % self.yaw_rates.shape[1]
+            turned = self.yaw_rates.sum(1)
+            side = torch.where(turned != 0, -torch.sign(turned), side)
+        self.side = torch.where(start, side, self.side)
         self.since = torch.where(start, torch.zeros_like(self.since), (self.since + 1).clamp(max=NOT_ACTING))
         self.stopped = torch.where(start, torch.zeros_like(self.stopped), self.stopped)
         self.count += start.long()
@@ -118,10 +141,15 @@ class RecoveryReflex:
         self.stopped[mask] = 0
         self.since[mask] = NOT_ACTING
         self.count[mask] = 0
+        self.yaw_rates[mask] = 0.0
 
     def state_dict(self) -> dict:
-        return {key: getattr(self, key).clone() for key in ("stopped", "since", "side", "count")}
+        return {**{key: getattr(self, key).clone() for key in ("stopped", "since", "side", "count", "yaw_rates")},
+                "ring": self._ring}
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
-            setattr(self, key, value.clone())
+            if key == "ring":
+                self._ring = int(value)
+            else:
+                setattr(self, key, value.clone())

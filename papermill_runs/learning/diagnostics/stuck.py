@@ -5,8 +5,8 @@ the step's six ticks), the actions, place.
 With TEACHER, the teacher's mean action at every state (``t_steer``, ``t_pedal``): what DAgger would label it.
 Usage: python stuck.py CHECKPOINT RACES SEED [OUT.csv [TEACHER]]  (the races of `gtvision evaluate` with that seed,
 bit for bit when they ran on 1 thread: a bfloat16 encoder's sums differ with the thread count)."""
-import sys, math, collections, numpy as np, torch, pandas as pd
-torch.set_num_threads(1)
+import os, sys, math, collections, numpy as np, torch, pandas as pd
+torch.set_num_threads(int(os.environ.get("THREADS", "1")))  # THREADS=2: the races of `evaluate --threads 2`
 from gtvision.evaluation import race_envs
 from gtvision.agent.rollout import Rollout
 
