@@ -21,7 +21,8 @@ Measured (README, "A recovery reflex"): a turnaround for a car facing the wrong 
 the yaw rate, was tried and is not here: after wall hits it turned cars that were not facing backwards, and lost
 more races than it saved. ``recovery_side='yaw'`` (the side back against the car's rotation of the last
 ``YAW_WINDOW_S``, the way out of a spin) picks the side that points the nose towards the course more often than the
-steering's side (19 of 29 reflex starts against 9 of 29, with the simulator's heading as the judge) and frees as
+steering's side (19 of 29 reflex starts against 9 of 29, with the simulator's heading as the judge, a
+few starts after a race's end among them) and frees as
 many cars: on VT3's round 13 alone with the aid, 276 of 300 selection races finished against 277 with 'steer'
 (README, "Which way the reflex turns"). It stays, off by default. Backing off for 5 s instead of 3 finished fewer
 (265 of the 300 against 274), and so did starting after 1 s instead of 1.5 (270).
@@ -35,6 +36,7 @@ import torch
 
 from ..env.observations import PROPRIO_LAYOUT
 from ..sim.core import CONTROL_HZ
+from .stability import YAW_RATE
 
 STOP_MPS = 1.0
 """The default of ``AgentConfig.recovery_stop_mps``: below this forward speed (m/s) the car counts as stopped
@@ -48,8 +50,6 @@ FORWARD_SPEED = _BLOCKS["v"]
 """Index in ``proprio`` of the forward speed (m/s)."""
 STEER_COMMAND = _BLOCKS["u"]
 """Index in ``proprio`` of the steering command (commanded angle / full lock, + left)."""
-YAW_RATE = _BLOCKS["omega"] + 2
-"""Index in ``proprio`` of the yaw rate (rad/s, left +)."""
 YAW_WINDOW_S = 3.0
 """With ``side='yaw'``, the reflex turns the nose back against the car's rotation over this long before it begins
 (the yaw rate's sum over the window): a car stopped after a spin turns back the way it came round."""

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gtvision.agent.recovery import STEER_COMMAND, YAW_WINDOW_S
 from gtvision.agent.rollout import Rollout
 from gtvision.agent.stability import LATERAL_SPEED, YAW_RATE
 from gtvision.evaluation import race_envs
@@ -37,7 +38,7 @@ assert reflex is not None, "the checkpoint races without the recovery reflex (ex
 LAT_ACC = LATERAL_SPEED + 3  # v_dot's lateral component
 knock_side = np.zeros(n)            # the side of the last hard knock (0: none in the last 10 s)
 knock_age = np.full(n, 10 ** 6)
-yaw_hist = deque(maxlen=30)
+yaw_hist = deque(maxlen=round(YAW_WINDOW_S * 10))
 starts, t = [], 0
 orig = reflex.__call__
 
@@ -51,14 +52,14 @@ def call(action, proprio):
     yaw_hist.append(p[:, YAW_RATE].copy())
     before = reflex.since.clone()
     out = orig(action, proprio)
-    began = (reflex.since == 0).numpy() & (before != 0).numpy()
+    began = (reflex.since == 0).numpy() & (before != 0).numpy() & live  # not in a new episode after the race
     if began.any():
         s = b.state
         head = track.heading_rad[s.station[:, 0]]
         herr = torch.atan2(torch.sin(s.yaw[:, 0] - head), torch.cos(s.yaw[:, 0] - head)).numpy()
         yaw_sum = np.sum(yaw_hist, axis=0)
         for r in np.nonzero(began)[0]:
-            steer_side = -1.0 if p[r, 9] < -0.05 else 1.0
+            steer_side = -1.0 if p[r, STEER_COMMAND] < -0.05 else 1.0
             starts.append(dict(race=int(r), t=t / 10, progress=float(s.progress_m[r, 0]),
                                herr_deg=math.degrees(herr[r]), lat=float(s.lat_m[r, 0]),
                                wall=bool(s.wall_contact[r, 0]), car=bool(s.in_contact[r, 0, 1:].any()),
@@ -72,10 +73,9 @@ def call(action, proprio):
     return out
 
 
-reflex.__call__ = call
+live = np.ones(n, bool)
 ro.reflex = type("Wrapped", (), {"__call__": staticmethod(call), "reset": reflex.reset,
                                   "state_dict": reflex.state_dict})()
-live = np.ones(n, bool)
 progress = []  # (step, progress (n,)) to score each start's next 10 s
 finished = np.zeros(n, bool)
 ends_t = np.full(n, np.inf)
