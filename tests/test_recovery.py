@@ -43,6 +43,43 @@ def test_a_stopped_car_backs_off_steering_away_then_drives_out_to_its_side_and_a
     assert reflex.count.tolist() == [0, 0, 1] and reflex.stopped[0] == 0
 
 
+def test_with_swing_the_reflex_releases_the_pedals_until_the_steering_reaches_the_exit_lock_then_drives_out():
+    """``recovery_swing``: after backing off, car 0 (steering still at the backing lock) rolls with the pedals
+    released while the wheel swings, for as many steps as its steering takes; car 1, whose steering is already at
+    the exit side, drives out at once; the drive out lasts ``exit_s`` after the wait, and a wheel that never comes
+    round is waited for at most ``SWING_MAX_S``."""
+    reflex = RecoveryReflex(3, trigger_s=0.1, reverse_s=1.0, exit_s=0.5, exit_throttle=0.3, swing=True)
+    policy = np.zeros((3, 2), np.float32)
+    reflex(policy, _proprio([0.0, 0.0, 0.0], [0.5, 0.5, 0.5]))             # all three begin, side left
+    for _ in range(9):
+        out = reflex(policy, _proprio([-2.0] * 3, [-1.0, -1.0, -1.0]))
+        assert (out[:, 1] == -1.0).all()                                     # backing, steering right
+    steer = [-1.0, 0.95, -1.0]
+    waits = 0
+    for step in range(40):
+        out = reflex(policy, _proprio([5.0] * 3, steer))   # moving: no new start once out
+        if step < 3:                                                         # car 0: its wheel swings in 3 steps
+            assert out[0, 1] == 0.0 and out[0, 0] > 0
+            waits += 1
+            steer[0] = min(-1.0 + 0.7 * (step + 1), 0.95)
+        elif step < 3 + 5:
+            assert out[0, 1] == pytest.approx(0.3) and out[0, 0] > 0           # then 0.5 s out, left lock, throttle
+        else:
+            np.testing.assert_array_equal(out[0], policy[0])
+        if step < 5:
+            assert out[1, 1] == pytest.approx(0.3)                              # car 1 goes at once
+        if step < 20:
+            assert out[2, 1] == 0.0                                             # car 2's wheel stuck: 2 s of wait
+        elif step < 25:
+            assert out[2, 1] == pytest.approx(0.3)
+    assert waits == 3 and reflex.waited.tolist() == [3, 0, 20]
+    plain = RecoveryReflex(1, trigger_s=0.1, reverse_s=1.0, exit_s=0.5, exit_throttle=0.3)
+    for _ in range(10):
+        plain(policy[:1], _proprio([0.0], [-1.0]))
+    assert plain(policy[:1], _proprio([0.0], [-1.0]))[0, 1] == pytest.approx(0.3)   # without: throttle at once
+    assert AgentConfig(recovery_swing=True).recovery_swing and "recovery_swing" in AgentConfig.SAFETY_LAYERS
+
+
 def test_the_reflex_takes_torch_actions_and_refuses_bad_settings():
     reflex = RecoveryReflex(1, trigger_s=0.0, reverse_s=1.0, exit_s=0.0, exit_throttle=0.0)
     out = reflex(torch.tensor([[0.5, 0.5]]), torch.as_tensor(_proprio([0.0], [0.0])))
@@ -137,6 +174,41 @@ def test_in_a_race_a_car_that_stands_still_is_backed_off_by_its_reflex_and_the_a
         assert int(resumed.reflex.since[0]) == int(rollout.reflex.since[0]) == 25 and bool(resumed.reflex.acting()[0])
     else:
         assert set(pedals) == {0.0} and max(abs(s) for s in speeds) < 0.1 and "reflex" not in rollout.state_dict()
+    envs.close()
+
+
+class CountingAgent(StandingAgent):
+    """A standing policy whose memory counts its steps."""
+
+    def __init__(self, forget):
+        super().__init__(True)
+        self.config.recovery_forget = forget
+
+    def initial_hidden(self, n):
+        return torch.zeros(n, 1)
+
+    def act(self, obs, hidden, eval_mode=False):
+        return np.zeros((len(hidden), 2), np.float32), hidden + 1
+
+
+@pytest.mark.parametrize("forget", [False, True])
+def test_with_forget_the_actors_memory_starts_afresh_when_the_reflex_hands_the_wheel_back(forget):
+    """``recovery_forget``: the reflex (1 s stopped, 3 s back, 1 s out) hands back after its 40th step; the policy's
+    memory then restarts from zero (with forget) or runs on (without)."""
+    envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=1, num_opponents=0, start="grid_back", start_speed_mps=0.0,
+                        image_size=16, render_image=False)
+    rollout = Rollout(envs, CountingAgent(forget), seed=0, eval_mode=True)
+    acting, memory = [], []
+    for _ in range(55):
+        rollout.step()
+        acting.append(bool(rollout.reflex.acting()[0]))
+        memory.append(float(rollout.hidden[0, 0]))
+    last = max(i for i, a in enumerate(acting) if a)         # the reflex's last step
+    assert acting[last - 1] and not acting[last + 1] and last == 9 + 40 - 1
+    if forget:
+        assert memory[last] == 0.0 and memory[last + 1] == 1.0 and memory[last - 1] == last
+    else:
+        assert memory == [float(i + 1) for i in range(55)]
     envs.close()
 
 

@@ -232,6 +232,18 @@ class AgentConfig:
     """Which way the reflex turns the nose: 'steer' (the side the steering command points to, left when straight)
     or 'yaw' (back against the car's rotation over the ``gtvision.agent.recovery.YAW_WINDOW_S`` before it begins,
     from the yaw rate: the way out of a spin; the steering's side when the car did not turn)."""
+    recovery_swing: bool = False
+    """True: after backing off, the reflex releases the pedals (the car rolls on backwards) until the steering command
+    has swung to the exit side's lock (``gtvision.agent.recovery.SWING_LOCK``, at most
+    ``gtvision.agent.recovery.SWING_MAX_S``), and only then drives out for ``recovery_exit_s``. False (as the
+    agents raced until the thirtieth session): it drives out at once, its front wheels still turned the backing way
+    for the ~0.7 s the steering takes to pass the centre, which turns the nose back the way it came. Measured: no
+    help (README, "A car stopped at a wall")."""
+    recovery_forget: bool = False
+    """True: the actor's memory (its GRU state) starts afresh when the reflex hands the wheel back, as on the wall
+    bench, where the students drive away from most walls. False: the memory runs on through the reflex (as the
+    agents raced until the thirtieth session). Measured: no change (README, "A car stopped at a wall": from a fresh
+    memory the policy still steers into the wall it stands at)."""
     stability: bool = False
     """True: a stability aid (:mod:`gtvision.agent.stability`) holds the pedal at ``stability_throttle`` or more
     while the rear axle slides past ``stability_slip_deg`` (no lifting, no braking: the front-driven Tokyo car spins
@@ -277,7 +289,7 @@ class AgentConfig:
 
     SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper", "recovery", "recovery_trigger_s",
                      "recovery_stop_mps", "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle",
-                     "recovery_side",
+                     "recovery_side", "recovery_swing", "recovery_forget",
                      "stability", "stability_slip_deg", "stability_throttle", "stability_min_mps")
     """The fields that set the safety layers (:mod:`gtvision.agent.shield`) around the actor's action and nothing
     the networks compute: an exported agent may race with them changed (``gtvision export --set``)."""

@@ -21,11 +21,19 @@ Measured (README, "A recovery reflex"): a turnaround for a car facing the wrong 
 the yaw rate, was tried and is not here: after wall hits it turned cars that were not facing backwards, and lost
 more races than it saved. ``recovery_side='yaw'`` (the side back against the car's rotation of the last
 ``YAW_WINDOW_S``, the way out of a spin) picks the side that points the nose towards the course more often than the
-steering's side (19 of 29 reflex starts against 9 of 29, with the simulator's heading as the judge, a
-few starts after a race's end among them) and frees as
+steering's side (17 of 27 reflex starts against 9 of 27, with the simulator's heading as the judge) and frees as
 many cars: on VT3's round 13 alone with the aid, 276 of 300 selection races finished against 277 with 'steer'
 (README, "Which way the reflex turns"). It stays, off by default. Backing off for 5 s instead of 3 finished fewer
 (265 of the 300 against 274), and so did starting after 1 s instead of 1.5 (270).
+
+Two more options, off by default (README, "A car stopped at a wall"): ``swing`` (``AgentConfig.recovery_swing``)
+releases the pedals after backing off until the steering has swung to the exit side's lock, where the plain reflex
+drives out at once with its wheels still turned the backing way for the ~0.7 s the steering takes to pass the centre
+(in E3Vh's 2.1 km incident, with the policy's 0.9 of throttle, back into the wall it had backed away from); ``forget``
+(``AgentConfig.recovery_forget``) starts the actor's memory afresh when the reflex hands the wheel back. On VT3's
+round 13 alone the same 300 selection races finish 274 with the swing and 277 with a fresh memory, against 277: no
+help, and neither saves the 2.1 km incident (in race 287 of seed 100,000 a passing car knocks the reversing car
+back towards the wall first).
 """
 from __future__ import annotations
 
@@ -54,6 +62,12 @@ YAW_WINDOW_S = 3.0
 """With ``side='yaw'``, the reflex turns the nose back against the car's rotation over this long before it begins
 (the yaw rate's sum over the window): a car stopped after a spin turns back the way it came round."""
 SIDES = ("steer", "yaw")
+SWING_LOCK = 0.9
+"""With ``swing``: the reflex drives out once the steering command has passed this share of full lock on the
+exit side."""
+SWING_MAX_S = 2.0
+"""With ``swing``: it waits for the steering at most this long (s) (lock to lock takes 1.33 s at the simulator's
+3 degrees a step with the Tokyo car's 20-degree lock)."""
 
 
 class RecoveryReflex:
@@ -64,7 +78,7 @@ class RecoveryReflex:
     ``proprio`` (N, 18); :meth:`reset` the cars whose episode ends."""
 
     def __init__(self, num_envs: int, trigger_s: float, reverse_s: float, exit_s: float, exit_throttle: float,
-                 stop_mps: float = STOP_MPS, side: str = "steer"):
+                 stop_mps: float = STOP_MPS, side: str = "steer", swing: bool = False, forget: bool = False):
         for name, value in (("trigger_s", trigger_s), ("reverse_s", reverse_s), ("exit_s", exit_s),
                             ("stop_mps", stop_mps)):
             if not (math.isfinite(value) and value >= 0):
@@ -74,7 +88,11 @@ class RecoveryReflex:
         if side not in SIDES:
             raise ValueError(f"recovery side must be one of {SIDES}, got {side!r}")
         self.trigger_s, self.reverse_s, self.exit_s, self.exit_throttle = trigger_s, reverse_s, exit_s, exit_throttle
-        self.stop_mps, self.side_rule = stop_mps, side
+        self.stop_mps, self.side_rule, self.swing = stop_mps, side, bool(swing)
+        self.forget = bool(forget)
+        """True: the actor's memory starts afresh when the reflex hands the wheel back (:meth:`handing_back`;
+        ``gtvision.agent.rollout.Rollout`` zeroes it)."""
+        self._swing_max = round(SWING_MAX_S * CONTROL_HZ)
         self.yaw_rates = torch.zeros(num_envs, round(YAW_WINDOW_S * CONTROL_HZ))
         """With ``side='yaw'``: each car's yaw rates (rad/s) of the last ``YAW_WINDOW_S``, a ring over the steps."""
         self._ring = 0
@@ -89,6 +107,9 @@ class RecoveryReflex:
         """The side (+1 left, -1 right) each car's last reflex turns the nose to."""
         self.count = torch.zeros(num_envs, dtype=torch.long)
         """How many times each car's reflex has begun since its last :meth:`reset`."""
+        self.waited = torch.zeros(num_envs, dtype=torch.long)
+        """With ``swing``: control steps each car's current reflex has waited, pedals released, for its steering to
+        swing to the exit side (they lengthen its reflex)."""
 
     @classmethod
     def for_agent(cls, agent, num_envs: int) -> "RecoveryReflex | None":
@@ -98,11 +119,17 @@ class RecoveryReflex:
             return None
         return cls(num_envs, config.recovery_trigger_s, config.recovery_reverse_s, config.recovery_exit_s,
                    config.recovery_exit_throttle, getattr(config, "recovery_stop_mps", STOP_MPS),
-                   getattr(config, "recovery_side", "steer"))
+                   getattr(config, "recovery_side", "steer"), getattr(config, "recovery_swing", False),
+                   getattr(config, "recovery_forget", False))
 
     def acting(self) -> torch.Tensor:
         """(N,) bool: the cars whose reflex drives this step."""
-        return self.since < self._reverse + self._exit
+        return self.since < self._reverse + self._exit + self.waited
+
+    def handing_back(self) -> torch.Tensor:
+        """(N,) bool, after a call: the cars whose reflex drove this step for the last time (the policy drives
+        the next)."""
+        return self.acting() & (self.since + 1 >= self._reverse + self._exit + self.waited)
 
     def __call__(self, action: np.ndarray | torch.Tensor, proprio: np.ndarray | torch.Tensor):
         """The actions (same type and shape as ``action``) with the reflex's in place of the policy's where it
@@ -122,16 +149,23 @@ class RecoveryReflex:
         self.since = torch.where(start, torch.zeros_like(self.since), (self.since + 1).clamp(max=NOT_ACTING))
         self.stopped = torch.where(start, torch.zeros_like(self.stopped), self.stopped)
         self.count += start.long()
+        self.waited = torch.where(start, torch.zeros_like(self.waited), self.waited)
         backing = self.since < self._reverse
-        leaving = ~backing & self.acting()
-        if not bool((backing | leaving).any()):
+        swinging = torch.zeros_like(backing)
+        if self.swing:   # not yet driven out, the steering short of the exit side's lock, not waited too long
+            swinging = ((self.since - self._reverse == self.waited) & (self.side * steer < SWING_LOCK)
+                        & (self.waited < self._swing_max))
+            self.waited = self.waited + swinging.long()
+        leaving = ~backing & ~swinging & self.acting()
+        if not bool((backing | swinging | leaving).any()):
             return action
         target = torch.where(backing, -self.side, self.side)
         steer_rate = (STEER_GAIN * (target - steer)).clamp(-1.0, 1.0)
         out = torch.as_tensor(action).clone()
         dev = out.device
-        out[:, 0] = torch.where((backing | leaving).to(dev), steer_rate.to(out), out[:, 0])
+        out[:, 0] = torch.where((backing | swinging | leaving).to(dev), steer_rate.to(out), out[:, 0])
         pedal = torch.where(leaving.to(dev), out[:, 1].clamp(min=self.exit_throttle), out[:, 1])
+        pedal = torch.where(swinging.to(dev), torch.zeros_like(pedal), pedal)
         out[:, 1] = torch.where(backing.to(dev), torch.full_like(pedal, -1.0), pedal)
         return out if torch.is_tensor(action) else out.numpy().astype(np.asarray(action).dtype)
 
@@ -141,11 +175,12 @@ class RecoveryReflex:
         self.stopped[mask] = 0
         self.since[mask] = NOT_ACTING
         self.count[mask] = 0
+        self.waited[mask] = 0
         self.yaw_rates[mask] = 0.0
 
     def state_dict(self) -> dict:
-        return {**{key: getattr(self, key).clone() for key in ("stopped", "since", "side", "count", "yaw_rates")},
-                "ring": self._ring}
+        keys = ("stopped", "since", "side", "count", "yaw_rates", "waited")
+        return {**{key: getattr(self, key).clone() for key in keys}, "ring": self._ring}
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():

@@ -159,6 +159,9 @@ class Rollout:
             action, next_hidden = self.agent.act(obs, hidden, eval_mode=self.eval_mode)
             if self.reflex is not None:
                 action = self.reflex(action, obs["proprio"])
+                if self.reflex.forget and next_hidden.shape[-1] > 0:   # the policy takes the wheel back afresh
+                    back = self.reflex.handing_back().to(next_hidden.device)[:, None]
+                    next_hidden = torch.where(back, torch.zeros_like(next_hidden), next_hidden)
             if self.stability is not None:
                 action = self.stability(action, obs["proprio"])
         elif self.agent is not None and hidden.shape[-1] > 0:  # a memoryless actor has no state to carry

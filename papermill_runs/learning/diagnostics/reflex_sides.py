@@ -75,7 +75,8 @@ def call(action, proprio):
 
 live = np.ones(n, bool)
 ro.reflex = type("Wrapped", (), {"__call__": staticmethod(call), "reset": reflex.reset,
-                                  "state_dict": reflex.state_dict})()
+                                  "state_dict": reflex.state_dict, "forget": reflex.forget,
+                                  "handing_back": reflex.handing_back})()
 progress = []  # (step, progress (n,)) to score each start's next 10 s
 finished = np.zeros(n, bool)
 ends_t = np.full(n, np.inf)
