@@ -79,4 +79,5 @@ while live.any() and t < 6000:
 right = sum(x["compass"] == x["truth"] for x in starts)
 steer_right = sum(x["steer"] == x["truth"] for x in starts)
 print(f"{ck}, {n} races of seed {seed}, the reflex's side from the compass: {int(finished.sum())} finished; "
-      f"{len(starts)} reflex starts, the compass's side right in {right}, the steering's would be in {steer_right}")
+      f"{len(starts)} reflex starts, the compass's side right in {right}, the steering's would be in {steer_right}; "
+      f"unfinished: {np.nonzero(~finished)[0].tolist()}")
