@@ -7,7 +7,7 @@ import time
 import torch
 import torch.nn as nn
 
-from place import GAP_M, place, reach_m
+from place import at_wall, place
 
 
 def standing_frames(env, rounds: int, generator: torch.Generator):
@@ -20,10 +20,8 @@ def standing_frames(env, rounds: int, generator: torch.Generator):
     for _ in range(rounds):
         s = torch.rand(n, generator=generator) * track.length_m
         psi = (torch.rand(n, generator=generator) * 2 - 1) * math.pi
-        station = track.station_of_s(s)
-        room_l = track.wall_left_m[station] - reach_m(car, psi) - GAP_M
-        room_r = track.wall_right_m[station] - reach_m(car, psi) - GAP_M
-        place(b, s, -room_r + torch.rand(n, generator=generator) * (room_l + room_r), psi)
+        left, right = at_wall(track, car, s, torch.ones(n), psi), at_wall(track, car, s, -torch.ones(n), psi)
+        place(b, s, right + torch.rand(n, generator=generator) * (left - right), psi)
         images.append(torch.as_tensor(env._obs()["image"]))
         S.append(s)
         P.append(psi)

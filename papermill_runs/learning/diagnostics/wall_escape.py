@@ -49,7 +49,6 @@ for t in range(steps):
     done = (np.asarray(step.terminated, bool) | np.asarray(step.truncated, bool)) & ~ended
     gain = np.where(ended, gain, b.state.progress_m[:, LEARNER].numpy() - s.numpy())
     ended |= done
-reflex = ro.reflex
 rows = pd.DataFrame(situations, columns=["position", "side", "heading_deg"])
 rows["s_m"] = s.numpy().round(0)
 rows["gain_m"] = gain.round(1)
