@@ -35,7 +35,7 @@ def random_batch(agent, preset, num_envs=2, steps=40, seed=0):
     """A replay filled with random observations (episodes of 13 steps) and one sampled batch."""
     rng = np.random.default_rng(seed)
     replay = SequenceReplay(agent.observation_space, agent.replay_keys, 2, agent.hidden_size, num_envs,
-                            preset.replay, preset.agent.gamma, preset.agent.n_step, seed=seed)
+                            preset.replay, preset.agent.gamma, preset.agent.n_step, device=agent.device, seed=seed)
 
     def obs():
         return {k: (rng.integers(0, 256, (num_envs, *s.shape), dtype=np.uint8) if s.dtype == np.uint8

@@ -367,10 +367,11 @@ def step(state: SimState, controls: torch.Tensor, params: SimParams) -> SimState
     """Advance every race by one 10 Hz control step (6 physics ticks at 60 Hz).
 
     Args:
-        controls: (R, C, 2) float, see the module docstring; clipped to [-1, 1]; NaN/inf raise.
+        controls: (R, C, 2) float, see the module docstring; clipped to [-1, 1]; NaN/inf raise. On any device:
+            they move to the state's.
     """
     car = params.car
-    controls = check_controls(controls, state.num_races, state.num_cars).to(state.x.dtype)
+    controls = check_controls(controls, state.num_races, state.num_cars).to(state.x.device, state.x.dtype)
     max_steer = math.radians(car.max_steer_deg)
     steer_from = state.steer_cmd_rad
     steer_to = (steer_from + controls[..., 0] * math.radians(STEER_DELTA_DEG)).clamp(-max_steer, max_steer)
