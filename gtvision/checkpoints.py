@@ -132,6 +132,9 @@ def load_actor(path: str | os.PathLike, observation_space, action_space, device:
     if ENSEMBLE in networks:  # an ensemble (gtvision.agent.ensemble): the actor, then the others
         from .agent.ensemble import EnsembleActor
         agent.actor = EnsembleActor([agent.actor] + [actor(s).actor for s in networks[ENSEMBLE]]).to(agent.device)
+    if COMPASS in networks:  # the recovery reflex's compass (gtvision.agent.compass)
+        from .agent.compass import load_compass
+        agent.compass = load_compass(networks[COMPASS]).to(agent.device)
     return agent
 
 
@@ -225,6 +228,9 @@ def fsync_dir(path: str | os.PathLike):
 ENSEMBLE = "ensemble"
 """The part of an exported agent's state holding the actors an ensemble adds to its ``actor``
 (``gtvision export --ensemble``; :mod:`gtvision.agent.ensemble`): a list of actor state dicts."""
+COMPASS = "compass"
+"""The part of an exported agent's state holding the recovery reflex's compass (``recovery_side='compass'``;
+:mod:`gtvision.agent.compass`): its weights and frame size."""
 TEACHER_PARTS = ("actor", "critics", "critic_targets", "log_alpha")
 """What :func:`export` keeps of an agent that is to teach another (``gtvision train --teacher``): its networks and
 entropy coefficient, which a distilled student adopts with its actor, but no optimiser."""
@@ -259,6 +265,16 @@ def _check_layers(layers: dict, run_dir: Path) -> dict:
     return out
 
 
+def _compass_info(config: dict) -> dict:
+    """Where an exported agent's compass came from (its ``exported_from.compass``, searched through earlier exports)."""
+    exported = config.get("exported_from") or {}
+    while exported:
+        if "compass" in exported:
+            return dict(exported["compass"])
+        exported = exported.get("earlier") or {}
+    return {}
+
+
 def _to_half(state):
     """``state`` (nested dicts and lists of tensors) with its floating-point tensors as float16."""
     if isinstance(state, dict):
@@ -272,7 +288,8 @@ def _to_half(state):
 
 def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",),
            optional: tuple[str, ...] = (), layers: dict | None = None,
-           ensemble: tuple[str | os.PathLike, ...] = (), half: bool = False) -> Path:
+           ensemble: tuple[str | os.PathLike, ...] = (), half: bool = False, progress: bool = False,
+           compass_from: str | os.PathLike | None = None) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
     configuration and resolved preset, and where it was exported from) and ``out/checkpoints/<epoch>/`` holding
@@ -285,8 +302,11 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     ``exported_from.ensemble``; an ensemble exported again stays one. ``half``: store the networks' floating-point
     tensors as float16, half the bytes (recorded as ``exported_from.weights``); loading copies them into the
     float32 networks, so the agent computes as before on weights rounded to float16's 11 significant bits, and
-    races that part from the float32 export's after a while, as other rounding does. Refuses an ``out`` that
-    already holds a run."""
+    races that part from the float32 export's after a while, as other rounding does. An agent that races with
+    ``recovery_side='compass'`` keeps its checkpoint's compass (the part ``COMPASS``), or gets one trained now for its
+    scenario (:func:`gtvision.agent.compass.train_compass`, about a minute; ``progress``: its bar), recorded with its
+    seconds and held-out accuracy as ``exported_from.compass``; or the compass of ``compass_from`` (another exported
+    agent of the same scenario: one compass trained once). Refuses an ``out`` that already holds a run."""
     path, run_dir = resolve(path)
     layers = _check_layers(layers or {}, run_dir)
     out = Path(out)
@@ -296,7 +316,7 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     missing = [p for p in parts if p not in state["agent"]]
     if missing:
         raise ValueError(f"checkpoint {path} has no {', '.join(missing)}; it has: {', '.join(state['agent'])}")
-    parts = tuple(parts) + tuple(p for p in (*optional, ENSEMBLE) if p in state["agent"] and p not in parts)
+    parts = tuple(parts) + tuple(p for p in (*optional, ENSEMBLE, COMPASS) if p in state["agent"] and p not in parts)
     members = []
     shapes = {k: tuple(v.shape) for k, v in state["agent"]["actor"].items()}
     for other in ensemble:
@@ -317,6 +337,30 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     if members:
         networks[ENSEMBLE] = [*networks.get(ENSEMBLE, []), *(actor for _, actor in members)]
         config["exported_from"]["ensemble"] = [str(p) for p, _ in members]
+        config["exported_from"]["parts"] = list(networks)
+    if compass_from is not None:
+        donor_path, donor_run = resolve(compass_from)
+        donor = load_state(donor_path, map_location="cpu")["agent"]
+        donor_config = read_run_config(donor_run)
+        if COMPASS not in donor:
+            raise ValueError(f"--compass-from {compass_from}: it holds no compass; it has: {', '.join(donor)}")
+        if donor_config.get("run", {}).get("scenario") != config.get("run", {}).get("scenario"):
+            raise ValueError(f"--compass-from {compass_from}: its compass is of scenario "
+                             f"{donor_config.get('run', {}).get('scenario')!r}, this agent's is "
+                             f"{config.get('run', {}).get('scenario')!r}")
+        networks[COMPASS] = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+                             for k, v in donor[COMPASS].items()}
+        config["exported_from"]["compass"] = {**_compass_info(donor_config), "from": str(compass_from)}
+        config["exported_from"]["parts"] = list(networks)
+    agent = {**config["preset"]["agent"]}
+    if agent.get("recovery") and agent.get("recovery_side") == "compass" and COMPASS not in networks:
+        from .agent.compass import compass_state, train_compass
+
+        run = config.get("run", {})
+        image_size = int((run.get("env_kwargs") or {}).get("image_size", 64))
+        compass = train_compass(run.get("scenario") or "tokyo", image_size=image_size, progress=progress)
+        networks[COMPASS] = compass_state(compass)
+        config["exported_from"]["compass"] = compass.info
         config["exported_from"]["parts"] = list(networks)
     if half:
         networks = _to_half(networks)

@@ -226,19 +226,30 @@ def cmd_export(args) -> int:
     from .checkpoints import TEACHER_PARTS
 
     return _export(args.checkpoint, args.out, TEACHER_PARTS if args.with_critics else ("actor",),
-                   layers=_key_values(args.set, "--set"), ensemble=tuple(args.ensemble), half=args.half)
+                   layers=_key_values(args.set, "--set"), ensemble=tuple(args.ensemble), half=args.half,
+                   compass_from=args.compass_from)
 
 
 def _export(checkpoint, out, parts: tuple[str, ...], optional: tuple[str, ...] = (), layers: dict | None = None,
-            ensemble: tuple[str, ...] = (), half: bool = False) -> int:
+            ensemble: tuple[str, ...] = (), half: bool = False, compass_from: str | None = None) -> int:
     import json
 
     from .checkpoints import CONFIG, export
 
-    final = export(checkpoint, out, parts, optional, layers, ensemble, half)
-    parts = json.loads((Path(out) / CONFIG).read_text())["exported_from"]["parts"]
+    final = export(checkpoint, out, parts, optional, layers, ensemble, half, progress=True, compass_from=compass_from)
+    exported = json.loads((Path(out) / CONFIG).read_text())["exported_from"]
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
-    print(f"{checkpoint} -> {final} ({size / 2**20:.1f} MiB: {', '.join(parts)} and the run's configuration)")
+    print(f"{checkpoint} -> {final} ({size / 2**20:.1f} MiB: {', '.join(exported['parts'])} and the run's "
+          "configuration)")
+    if "compass" in exported:
+        c = exported["compass"]
+        if "from" in c:
+            print(f"the reflex's compass: {c['from']}'s (trained there, {c.get('seconds', '?')} s)")
+        else:
+            print(f"the reflex's compass: {c['frames']} frames of {c['scenario']}, {c['epochs']} epochs, "
+                  f"{c['seconds']} s (count them in the training time); on {c['held_out_frames']} held-out frames the "
+                  f"sign of cos psi is right {c['held_out_cos_right']:.1%}, of sin psi (the side) "
+                  f"{c['held_out_sin_right']:.1%}")
     return 0
 
 
@@ -469,6 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--half", action="store_true",
                    help="store the networks' weights as float16 (half the bytes; they load into float32 networks, "
                         "so the races differ from the float32 export's in rounding: measure them again)")
+    x.add_argument("--compass-from", default=None, metavar="AGENT",
+                   help="with --set agent.recovery_side=compass: take the reflex's compass of another exported agent "
+                        "of the same scenario instead of training one")
     x.set_defaults(func=cmd_export)
 
     pl = sub.add_parser("play", help="drive an evaluation race yourself from the agent's view (pygame window)")

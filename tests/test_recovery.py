@@ -232,3 +232,154 @@ def test_a_vision_agent_exported_with_the_reflex_races_with_it_and_its_networks_
     assert len(evaluate(out, "tokyo", episodes=1, seed=0, laps=1, progress=False)) == 1
     assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "bad"),
                      "--set", "agent.recovery_exit_throttle=3"]) == 2
+
+
+class _Compass:
+    """A compass that reads 'nose left' off a bright first pixel's red and 'facing backwards' off its green."""
+
+    def __init__(self):
+        self.read = 0
+
+    def __call__(self, images):
+        self.read += len(images)
+        pixel = torch.as_tensor(images)[:, 0, 0].float()
+        return torch.stack([127 - pixel[:, 1], pixel[:, 0] - 127], 1)   # logits of cos psi > 0, sin psi > 0
+
+
+def test_with_side_compass_the_reflex_turns_the_nose_away_from_the_side_the_compass_says_it_points_to():
+    """Backing off, the wheel goes to the side the nose points to; driving out, to the other (back towards the
+    course). The compass reads a frame only where a reflex begins; the steering plays no part."""
+    compass = _Compass()
+    reflex = RecoveryReflex(2, trigger_s=0.1, reverse_s=1.0, exit_s=1.0, exit_throttle=0.3, side="compass",
+                            compass=compass)
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    images[0] = 255                                            # car 0: nose left of the course; car 1: right
+    policy = np.zeros((2, 2), np.float32)
+    proprio = _proprio([0.0, 0.0], [0.5, 0.5])                 # both steering left
+    out = reflex(policy, proprio, images)
+    assert reflex.side.tolist() == [-1.0, 1.0] and compass.read == 2
+    assert out[0, 0] > 0 and out[1, 0] < 0                     # backing: the wheel towards the nose's side
+    for _ in range(10):
+        out = reflex(policy, proprio, images)
+    assert out[0, 0] < 0 and out[1, 0] > 0 and compass.read == 2   # out: right for car 0, left for car 1
+    with pytest.raises(ValueError, match="needs a compass"):
+        RecoveryReflex(1, 1.0, 1.0, 1.0, 0.3, side="compass")
+    reflex = RecoveryReflex(1, trigger_s=0.1, reverse_s=1.0, exit_s=1.0, exit_throttle=0.3, side="compass",
+                            compass=compass)
+    with pytest.raises(ValueError, match="image="):
+        reflex(policy[:1], proprio[:1])
+
+
+def test_with_turn_the_reflex_runs_cycles_in_a_row_while_the_compass_reads_the_car_backwards():
+    """Car 0 faces backwards for two cycles, then along the course: three cycles in a row, then the policy. Car 1
+    faces backwards throughout: ``TURN_CYCLES`` in a row, then the policy. Without ``turn``, one cycle each."""
+    from gtvision.agent.recovery import TURN_CYCLES
+
+    def run(turn):
+        reflex = RecoveryReflex(2, trigger_s=0.1, reverse_s=0.5, exit_s=0.5, exit_throttle=0.3, side="compass",
+                                compass=_Compass(), turn=turn)
+        images = np.zeros((2, 8, 8, 3), np.uint8)
+        images[:, 0, 0, 1] = 255                                      # both backwards
+        policy, proprio = np.zeros((2, 2), np.float32), _proprio([0.0, 0.0], [0.0, 0.0])
+        acting = []
+        for step in range(90):
+            if step == 25:                                            # car 0 faces along the course from 2.5 s
+                images[0, 0, 0, 1] = 0                                # (and moves: the policy drives it off)
+                proprio = _proprio([5.0, 0.0], [0.0, 0.0])
+            reflex(policy, proprio, images)
+            acting.append(reflex.acting().tolist())
+        return reflex, np.array(acting)
+
+    reflex, acting = run(turn=True)
+    assert acting[:30, 0].all() and not acting[30:40, 0].any()        # cycles of 1 s from step 0: 3 in a row
+    assert reflex.count[0] == 3 and acting[:TURN_CYCLES * 10, 1].all()
+    assert not acting[TURN_CYCLES * 10, 1]                            # then the policy, whatever the compass says
+    reflex, acting = run(turn=False)
+    assert acting[:10].all() and not acting[10, 0]                    # one cycle, then the policy
+    with pytest.raises(ValueError, match="side 'compass'"):
+        RecoveryReflex(1, 1.0, 1.0, 1.0, 0.3, side="yaw", turn=True)
+    with pytest.raises(ValueError, match="recovery_side='compass'"):
+        AgentConfig(recovery_turn=True)
+
+
+def test_with_wrong_way_the_reflex_begins_when_the_compass_reads_a_slow_car_backwards_for_long_enough():
+    """Car 0 crawls (5 m/s) facing backwards: after 2 s the reflex begins, moving as it is. Car 1 faces backwards at
+    20 m/s (racing: never). Car 2 crawls backwards for 1.5 s, then faces along the course: never. Off (0 s): never."""
+    def run(wrong_way_s):
+        reflex = RecoveryReflex(3, trigger_s=1.5, reverse_s=1.0, exit_s=1.0, exit_throttle=0.3, side="compass",
+                                compass=_Compass(), wrong_way_s=wrong_way_s)
+        images = np.zeros((3, 8, 8, 3), np.uint8)
+        images[:, 0, 0, 1] = 255
+        proprio = _proprio([5.0, 20.0, 5.0], [0.0, 0.0, 0.0])
+        began = []
+        for step in range(30):
+            if step == 15:
+                images[2, 0, 0, 1] = 0
+            reflex(np.zeros((3, 2), np.float32), proprio, images)
+            began.append((reflex.since == 0).tolist())
+        return np.array(began), reflex
+
+    began, reflex = run(2.0)
+    assert began[:, 0].nonzero()[0].tolist() == [19] and not began[:, 1:].any()
+    assert reflex.count.tolist() == [1, 0, 0]
+    began, _ = run(0.0)
+    assert not began.any()
+    with pytest.raises(ValueError, match="side 'compass'"):
+        RecoveryReflex(1, 1.0, 1.0, 1.0, 0.3, wrong_way_s=2.0)
+    with pytest.raises(ValueError, match="recovery_side='compass'"):
+        AgentConfig(recovery_wrong_way_s=2.0)
+
+
+def test_compass_scenes_put_the_learner_at_its_labelled_heading_within_the_walls_among_other_cars():
+    from gtvision.agent.compass import MAX_CARS, compass_frames, compass_scenes
+    from gtvision.sim.cars import get_car
+    from gtvision.sim.circuits import load_track
+
+    track, car = load_track("tokyo"), get_car("audi_tt_cup_16")
+    x, y, yaw, s, psi = compass_scenes(track, car, 400, torch.Generator().manual_seed(0))
+    assert x.shape == (400, 1 + MAX_CARS) and psi.abs().max() <= torch.pi
+    heading = track.heading_rad[track.station_of_s(s)]
+    err = torch.atan2(torch.sin(yaw[:, 0] - heading - psi), torch.cos(yaw[:, 0] - heading - psi))
+    assert err.abs().max() < 1e-4                               # the label is the heading it stands at
+    station = track.station_of_s(s)
+    lat = ((x[:, 0] - track.x[station]) * -torch.sin(track.heading_rad[station])
+           + (y[:, 0] - track.y[station]) * torch.cos(track.heading_rad[station]))
+    assert bool((lat < track.wall_left_m[station]).all() and (lat > -track.wall_right_m[station]).all())
+    near = (torch.hypot(x[:, 1:] - x[:, :1], y[:, 1:] - y[:, :1]) < 40).sum(1)
+    assert 1.5 < near.float().mean() < MAX_CARS                 # other cars stand around most learners
+    a, s_a, psi_a = compass_frames("tokyo", 40, seed=3)
+    b, _, psi_b = compass_frames("tokyo", 40, seed=3)
+    assert a.shape == (40, 64, 64, 3) and a.dtype == torch.uint8 and torch.equal(a, b) and torch.equal(psi_a, psi_b)
+
+
+def test_an_agent_exported_with_the_compass_side_gets_a_compass_stored_with_it_and_races_through_it(
+        tmp_path, smoke_vision_run, monkeypatch):
+    """`gtvision export --set agent.recovery_side=compass` trains a compass (here a small one), stores it as the part
+    'compass' with its training seconds, and the reflex of the loaded agent reads it; an export of that export keeps
+    it; an actor that reads no image refuses the compass side."""
+    from gtvision import checkpoints, cli
+    from gtvision.agent import compass as compass_module
+    from gtvision.evaluation import evaluate, race_envs
+
+    small = compass_module.train_compass
+    monkeypatch.setattr(compass_module, "train_compass",
+                        lambda scenario, **kw: small(scenario, **{**kw, "frames": 600, "epochs": 1}))
+    out = tmp_path / "compass"
+    assert cli.main(["export", "--checkpoint", str(smoke_vision_run), "--out", str(out), "--set",
+                     "agent.recovery=true", "--set", "agent.recovery_side=compass"]) == 0
+    exported = checkpoints.read_run_config(out)["exported_from"]
+    assert exported["compass"]["frames"] == 600 and exported["compass"]["seconds"] > 0
+    assert checkpoints.COMPASS in exported["parts"]
+    envs, agent = race_envs(out, "tokyo", 2, 1, "cpu")
+    reflex = Rollout(envs, agent, seed=0, eval_mode=True).reflex
+    envs.close()
+    assert reflex.side_rule == "compass" and isinstance(reflex.compass, compass_module.Compass)
+    assert len(evaluate(out, "tokyo", episodes=1, seed=0, laps=1, progress=False)) == 1
+    again = tmp_path / "again"
+    monkeypatch.setattr(compass_module, "train_compass", lambda *a, **k: pytest.fail("trained a second compass"))
+    assert cli.main(["export", "--checkpoint", str(out), "--out", str(again), "--half"]) == 0
+    kept = checkpoints.load_state(checkpoints.resolve(again)[0])["agent"][checkpoints.COMPASS]
+    stored = checkpoints.load_state(checkpoints.resolve(out)[0])["agent"][checkpoints.COMPASS]
+    assert torch.allclose(kept["net.0.weight"].float(), stored["net.0.weight"], atol=1e-3)
+    with pytest.raises(ValueError, match="reads the image"):
+        AgentConfig(recovery=True, recovery_side="compass", actor_keys=("proprio",)).check_layers(("proprio",))

@@ -231,7 +231,10 @@ class AgentConfig:
     recovery_side: str = "steer"
     """Which way the reflex turns the nose: 'steer' (the side the steering command points to, left when straight)
     or 'yaw' (back against the car's rotation over the ``gtvision.agent.recovery.YAW_WINDOW_S`` before it begins,
-    from the yaw rate: the way out of a spin; the steering's side when the car did not turn)."""
+    from the yaw rate: the way out of a spin; the steering's side when the car did not turn) or 'compass' (the side
+    that turns the nose back towards the course by a compass on the frame, :mod:`gtvision.agent.compass`: a small
+    CNN of its own, stored with an exported agent; ``gtvision export --set agent.recovery_side=compass`` trains
+    one)."""
     recovery_swing: bool = False
     """True: after backing off, the reflex releases the pedals (the car rolls on backwards) until the steering command
     has swung to the exit side's lock (``gtvision.agent.recovery.SWING_LOCK``, at most
@@ -244,6 +247,16 @@ class AgentConfig:
     bench, where the students drive away from most walls. False: the memory runs on through the reflex (as the
     agents raced until the thirtieth session). Measured: no change (README, "A car stopped at a wall": from a fresh
     memory the policy still steers into the wall it stands at)."""
+    recovery_turn: bool = False
+    """With ``recovery_side='compass'``: True chains the reflex's cycles (back off, drive out) while the compass reads
+    the car as facing backwards, up to ``gtvision.agent.recovery.TURN_CYCLES`` in a row: a turn round in several
+    points, for a car that stopped facing the wrong way, where the policy would drive on the wrong way. False: one
+    cycle, then the policy."""
+    recovery_wrong_way_s: float = 0.0
+    """With ``recovery_side='compass'``: > 0 starts the reflex also when the compass has read the car as facing
+    backwards for this long (s) in a row below ``gtvision.agent.recovery.WRONG_WAY_MPS``, stopped or not: a car that
+    drives off the wrong way after a spin (on the wall bench every agent of ours does) is stopped and, with
+    ``recovery_turn``, turned round. 0: off."""
     stability: bool = False
     """True: a stability aid (:mod:`gtvision.agent.stability`) holds the pedal at ``stability_throttle`` or more
     while the rear axle slides past ``stability_slip_deg`` (no lifting, no braking: the front-driven Tokyo car spins
@@ -274,12 +287,19 @@ class AgentConfig:
             "kappa": ">0", "gamma": "(0,1]", "n_step": ">=1", "alpha": ">=0", "actor_lr": ">0", "critic_lr": ">0",
             "tau": "(0,1]", "max_shift_px": ">=0", "seen_shield_weight": ">=0", "gap_hold_m": ">=0",
             "gap_look_m": ">0", "recovery_trigger_s": ">=0", "recovery_stop_mps": ">=0", "recovery_reverse_s": ">=0",
-            "recovery_exit_s": ">=0", "recovery_exit_throttle": "[0,1]", "stability_slip_deg": ">=0",
+            "recovery_exit_s": ">=0", "recovery_exit_throttle": "[0,1]", "recovery_wrong_way_s": ">=0",
+            "stability_slip_deg": ">=0",
             "stability_throttle": "[0,1]", "stability_min_mps": ">=0", "actor_update_every": ">=1",
             "actor_sequences": ">=1"},
             {"vector_transform": ("scaled", "symlog", "none"), "actor_q": ("min", "mean"),
              "seen_shield_training": ("seen", "privileged"), "image_dtype": ("float32", "bfloat16"),
-             "recovery_side": ("steer", "yaw")})
+             "recovery_side": ("steer", "yaw", "compass")})
+        if self.recovery_wrong_way_s > 0 and self.recovery_side != "compass":
+            raise ValueError(f"agent.recovery_wrong_way_s={self.recovery_wrong_way_s} reads the compass: it needs "
+                             f"agent.recovery_side='compass', got {self.recovery_side!r}")
+        if self.recovery_turn and self.recovery_side != "compass":
+            raise ValueError(f"agent.recovery_turn=True reads the compass: it needs agent.recovery_side='compass', "
+                             f"got {self.recovery_side!r}")
         if self.log_std_min >= self.log_std_max:
             raise ValueError(f"agent.log_std_min={self.log_std_min} must be below agent.log_std_max="
                              f"{self.log_std_max}")
@@ -289,7 +309,7 @@ class AgentConfig:
 
     SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper", "recovery", "recovery_trigger_s",
                      "recovery_stop_mps", "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle",
-                     "recovery_side", "recovery_swing", "recovery_forget",
+                     "recovery_side", "recovery_swing", "recovery_forget", "recovery_turn", "recovery_wrong_way_s",
                      "stability", "stability_slip_deg", "stability_throttle", "stability_min_mps")
     """The fields that set the safety layers (:mod:`gtvision.agent.shield`) around the actor's action and nothing
     the networks compute: an exported agent may race with them changed (``gtvision export --set``)."""
@@ -303,6 +323,9 @@ class AgentConfig:
             if getattr(self, flag) and not set(needs) <= set(actor_reads):
                 raise ValueError(f"agent.{flag}=True needs an actor that reads {sorted(needs)} (a privileged one, as "
                                  f"the gt_sophy variant's); this one reads {sorted(actor_reads)}")
+        if self.recovery and self.recovery_side == "compass" and "image" not in set(actor_reads):
+            raise ValueError(f"agent.recovery_side='compass' reads the image, which this actor does not "
+                             f"(it reads {sorted(actor_reads)}): give it 'steer' or 'yaw'")
 
     def reads(self, key: str) -> bool:
         """Whether the actor or a critic reads observation ``key`` (keys None: the actor reads every key, the

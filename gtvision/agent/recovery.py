@@ -34,6 +34,10 @@ drives out at once with its wheels still turned the backing way for the ~0.7 s t
 round 13 alone the same 300 selection races finish 274 with the swing and 277 with a fresh memory, against 277: no
 help, and neither saves the 2.1 km incident (in race 287 of seed 100,000 a passing car knocks the reversing car
 back towards the wall first).
+
+``recovery_side='compass'`` (thirty-first session) takes the side from a compass on the frame the reflex begins on
+(:mod:`gtvision.agent.compass`, a small CNN of its own stored with the exported agent): the nose turned back
+towards the course, whichever way the steering points. Measured in the README, "A compass for the reflex".
 """
 from __future__ import annotations
 
@@ -61,7 +65,13 @@ STEER_COMMAND = _BLOCKS["u"]
 YAW_WINDOW_S = 3.0
 """With ``side='yaw'``, the reflex turns the nose back against the car's rotation over this long before it begins
 (the yaw rate's sum over the window): a car stopped after a spin turns back the way it came round."""
-SIDES = ("steer", "yaw")
+SIDES = ("steer", "yaw", "compass")
+TURN_CYCLES = 6
+"""With ``turn``: at most this many back-and-out cycles follow one another while the compass reads the car as
+facing backwards (each turns it by some 20 to 40 degrees)."""
+WRONG_WAY_MPS = 8.0
+"""With ``wrong_way_s``: only below this forward speed (m/s) does a compass reading of 'backwards' count (a car
+crawling the wrong way after a spin, not one racing)."""
 SWING_LOCK = 0.9
 """With ``swing``: the reflex drives out once the steering command has passed this share of full lock on the
 exit side."""
@@ -73,12 +83,14 @@ SWING_MAX_S = 2.0
 class RecoveryReflex:
     """The reflex's clocks for ``num_envs`` cars and its override of their actions (see the module).
 
-    ``trigger_s``, ``reverse_s``, ``exit_s``, ``exit_throttle``, ``stop_mps``: ``AgentConfig.recovery_*``. Call it
+    ``trigger_s``, ``reverse_s``, ``exit_s``, ``exit_throttle``, ``stop_mps``, ``side``, ``swing``, ``forget``,
+    ``turn``, ``wrong_way_s``: ``AgentConfig.recovery_*``; ``compass``: the agent's compass (``side='compass'``). Call it
     with each step's actions (N, 2) in the action space's units (steering rate, throttle/brake) and the observations'
     ``proprio`` (N, 18); :meth:`reset` the cars whose episode ends."""
 
     def __init__(self, num_envs: int, trigger_s: float, reverse_s: float, exit_s: float, exit_throttle: float,
-                 stop_mps: float = STOP_MPS, side: str = "steer", swing: bool = False, forget: bool = False):
+                 stop_mps: float = STOP_MPS, side: str = "steer", swing: bool = False, forget: bool = False,
+                 compass=None, turn: bool = False, wrong_way_s: float = 0.0):
         for name, value in (("trigger_s", trigger_s), ("reverse_s", reverse_s), ("exit_s", exit_s),
                             ("stop_mps", stop_mps)):
             if not (math.isfinite(value) and value >= 0):
@@ -87,6 +99,29 @@ class RecoveryReflex:
             raise ValueError(f"recovery exit_throttle must be in [0, 1], got {exit_throttle!r}")
         if side not in SIDES:
             raise ValueError(f"recovery side must be one of {SIDES}, got {side!r}")
+        if side == "compass" and compass is None:
+            raise ValueError("recovery side 'compass' needs a compass (gtvision.agent.compass): export the agent "
+                             "with `gtvision export --set agent.recovery=true --set agent.recovery_side=compass`, "
+                             "which trains one and stores it with the agent")
+        if turn and side != "compass":
+            raise ValueError(f"recovery turn reads the compass: it needs side 'compass', got {side!r}")
+        if not (math.isfinite(wrong_way_s) and wrong_way_s >= 0):
+            raise ValueError(f"recovery wrong_way_s must be a finite number >= 0, got {wrong_way_s!r}")
+        if wrong_way_s > 0 and side != "compass":
+            raise ValueError(f"recovery wrong_way_s reads the compass: it needs side 'compass', got {side!r}")
+        self.wrong_way_s = wrong_way_s
+        """> 0: the reflex also begins when the compass has read the car as facing backwards for this long (s) in a
+        row below ``WRONG_WAY_MPS``, stopped or not (a car driving off the wrong way after a spin)."""
+        self._wrong_way = max(round(wrong_way_s * CONTROL_HZ), 1)
+        self.backwards = torch.zeros(num_envs, dtype=torch.long)
+        """With ``wrong_way_s``: control steps in a row the compass has read each car as facing backwards."""
+        self.compass = compass
+        """With ``side='compass'``: the :class:`gtvision.agent.compass.Compass` that reads the side off the frame."""
+        self.turn = bool(turn)
+        """True: where a cycle ends with the compass reading the car as facing backwards, another begins at once
+        (at most ``TURN_CYCLES`` in a row): a turn round in several points."""
+        self.cycles = torch.zeros(num_envs, dtype=torch.long)
+        """With ``turn``: the cycles each car's reflex has run in a row."""
         self.trigger_s, self.reverse_s, self.exit_s, self.exit_throttle = trigger_s, reverse_s, exit_s, exit_throttle
         self.stop_mps, self.side_rule, self.swing = stop_mps, side, bool(swing)
         self.forget = bool(forget)
@@ -120,7 +155,8 @@ class RecoveryReflex:
         return cls(num_envs, config.recovery_trigger_s, config.recovery_reverse_s, config.recovery_exit_s,
                    config.recovery_exit_throttle, getattr(config, "recovery_stop_mps", STOP_MPS),
                    getattr(config, "recovery_side", "steer"), getattr(config, "recovery_swing", False),
-                   getattr(config, "recovery_forget", False))
+                   getattr(config, "recovery_forget", False), getattr(agent, "compass", None),
+                   getattr(config, "recovery_turn", False), getattr(config, "recovery_wrong_way_s", 0.0))
 
     def acting(self) -> torch.Tensor:
         """(N,) bool: the cars whose reflex drives this step."""
@@ -131,24 +167,51 @@ class RecoveryReflex:
         the next)."""
         return self.acting() & (self.since + 1 >= self._reverse + self._exit + self.waited)
 
-    def __call__(self, action: np.ndarray | torch.Tensor, proprio: np.ndarray | torch.Tensor):
+    def __call__(self, action: np.ndarray | torch.Tensor, proprio: np.ndarray | torch.Tensor,
+                 image: np.ndarray | torch.Tensor | None = None):
         """The actions (same type and shape as ``action``) with the reflex's in place of the policy's where it
-        acts; advances the clocks by one control step."""
+        acts; advances the clocks by one control step. ``image`` (N, H, W, 3): the frames, read by the compass
+        (``side='compass'``) where a reflex begins."""
         p = torch.as_tensor(proprio).float().cpu()
         speed, steer = p[:, FORWARD_SPEED], p[:, STEER_COMMAND]
         self.stopped = torch.where((speed < self.stop_mps) & ~self.acting(), self.stopped + 1,
                                    torch.zeros_like(self.stopped))
         start = self.stopped >= self._trigger
+        compass_rows = logits = None
+        if self.side_rule == "compass":
+            last = self.since == self._reverse + self._exit + self.waited - 1   # a cycle's last step was the one before
+            again = last & (self.cycles < TURN_CYCLES) if self.turn else torch.zeros_like(start)
+            watch = (speed < WRONG_WAY_MPS) & ~self.acting() if self.wrong_way_s > 0 else torch.zeros_like(start)
+            compass_rows = torch.nonzero(start | again | watch).squeeze(1)
+            backwards = torch.zeros_like(start)
+            if len(compass_rows):
+                if image is None:
+                    raise ValueError("recovery side 'compass' reads the frame: call the reflex with image=")
+                frames = torch.as_tensor(image)
+                with torch.no_grad():
+                    logits = self.compass(frames[compass_rows.to(frames.device)]).cpu()
+                backwards[compass_rows] = logits[:, 0] < 0
+            if self.wrong_way_s > 0:
+                self.backwards = torch.where(watch & backwards, self.backwards + 1, torch.zeros_like(self.backwards))
+                start = start | (self.backwards >= self._wrong_way)
+                self.backwards = torch.where(start, torch.zeros_like(self.backwards), self.backwards)
+            fresh = start.clone()
+            start = start | (again & backwards)
+        else:
+            fresh = start.clone()
         side = torch.where(steer < -0.05, -1.0, 1.0)
         if self.side_rule == "yaw":
             self.yaw_rates[:, self._ring] = p[:, YAW_RATE]
             self._ring = (self._ring + 1) % self.yaw_rates.shape[1]
             turned = self.yaw_rates.sum(1)
             side = torch.where(turned != 0, -torch.sign(turned), side)
+        elif logits is not None:
+            side[compass_rows] = torch.where(logits[:, 1] > 0, -1.0, 1.0)   # nose left: turn it right, to the course
         self.side = torch.where(start, side, self.side)
         self.since = torch.where(start, torch.zeros_like(self.since), (self.since + 1).clamp(max=NOT_ACTING))
         self.stopped = torch.where(start, torch.zeros_like(self.stopped), self.stopped)
         self.count += start.long()
+        self.cycles = torch.where(fresh, torch.ones_like(self.cycles), self.cycles + (start & ~fresh).long())
         self.waited = torch.where(start, torch.zeros_like(self.waited), self.waited)
         backing = self.since < self._reverse
         swinging = torch.zeros_like(backing)
@@ -176,10 +239,12 @@ class RecoveryReflex:
         self.since[mask] = NOT_ACTING
         self.count[mask] = 0
         self.waited[mask] = 0
+        self.cycles[mask] = 0
+        self.backwards[mask] = 0
         self.yaw_rates[mask] = 0.0
 
     def state_dict(self) -> dict:
-        keys = ("stopped", "since", "side", "count", "yaw_rates", "waited")
+        keys = ("stopped", "since", "side", "count", "yaw_rates", "waited", "cycles", "backwards")
         return {**{key: getattr(self, key).clone() for key in keys}, "ring": self._ring}
 
     def load_state_dict(self, state: dict) -> None:

@@ -158,7 +158,7 @@ class Rollout:
                 raise ValueError("a Rollout without an agent needs the actions of every step")
             action, next_hidden = self.agent.act(obs, hidden, eval_mode=self.eval_mode)
             if self.reflex is not None:
-                action = self.reflex(action, obs["proprio"])
+                action = self.reflex(action, obs["proprio"], obs.get("image"))
                 if self.reflex.forget and next_hidden.shape[-1] > 0:   # the policy takes the wheel back afresh
                     back = self.reflex.handing_back().to(next_hidden.device)[:, None]
                     next_hidden = torch.where(back, torch.zeros_like(next_hidden), next_hidden)

@@ -17,6 +17,7 @@ from gtvision.agent.recovery import STEER_COMMAND, STEER_GAIN
 from gtvision.agent.rollout import Rollout
 from gtvision.evaluation import race_envs
 from compass import as_input, standing_frames, train_compass
+from hook import race_to_end, wrap_reflex
 
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 ck, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -39,9 +40,9 @@ live = np.ones(n, bool)
 starts = []
 
 
-def call(action, proprio):
+def call(action, proprio, image=None):
     before = reflex.since.clone()
-    out = orig(action, proprio)
+    out = orig(action, proprio, image)
     began = (reflex.since == 0) & (before != 0) & torch.as_tensor(live)
     if began.any():
         rows = torch.nonzero(began).squeeze(1)
@@ -63,19 +64,8 @@ def call(action, proprio):
     return out
 
 
-ro.reflex = type("Wrapped", (), {"__call__": staticmethod(call), "reset": reflex.reset,
-                                  "state_dict": reflex.state_dict, "forget": reflex.forget,
-                                  "handing_back": reflex.handing_back})()
-finished = np.zeros(n, bool)
-t = 0
-while live.any() and t < 6000:
-    st = ro.step(None)
-    done = live & (np.asarray(st.terminated) | np.asarray(st.truncated))
-    finished[done] = np.asarray(st.info["finished"], bool)[done]
-    live &= ~done
-    t += 1
-    if t % 500 == 0:
-        print(f"step {t}: {int(live.sum())} racing, {len(starts)} reflex starts", flush=True)
+wrap_reflex(ro, call)
+finished = race_to_end(ro, live, report=lambda: f"{len(starts)} reflex starts")
 right = sum(x["compass"] == x["truth"] for x in starts)
 steer_right = sum(x["steer"] == x["truth"] for x in starts)
 print(f"{ck}, {n} races of seed {seed}, the reflex's side from the compass: {int(finished.sum())} finished; "

@@ -25,6 +25,7 @@ from gtvision.agent.recovery import STEER_COMMAND, YAW_WINDOW_S
 from gtvision.agent.rollout import Rollout
 from gtvision.agent.stability import LATERAL_SPEED, YAW_RATE
 from gtvision.evaluation import race_envs
+from hook import wrap_reflex
 
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 KNOCK = 15.0
@@ -43,7 +44,7 @@ starts, t = [], 0
 orig = reflex.__call__
 
 
-def call(action, proprio):
+def call(action, proprio, image=None):
     global t
     p = np.asarray(proprio, dtype=np.float64)
     hard = np.abs(p[:, LAT_ACC]) > KNOCK
@@ -51,7 +52,7 @@ def call(action, proprio):
     knock_age[hard] = 0
     yaw_hist.append(p[:, YAW_RATE].copy())
     before = reflex.since.clone()
-    out = orig(action, proprio)
+    out = orig(action, proprio, image)
     began = (reflex.since == 0).numpy() & (before != 0).numpy() & live  # not in a new episode after the race
     if began.any():
         s = b.state
@@ -74,9 +75,7 @@ def call(action, proprio):
 
 
 live = np.ones(n, bool)
-ro.reflex = type("Wrapped", (), {"__call__": staticmethod(call), "reset": reflex.reset,
-                                  "state_dict": reflex.state_dict, "forget": reflex.forget,
-                                  "handing_back": reflex.handing_back})()
+wrap_reflex(ro, call)
 progress = []  # (step, progress (n,)) to score each start's next 10 s
 finished = np.zeros(n, bool)
 ends_t = np.full(n, np.inf)
