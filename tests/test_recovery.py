@@ -381,5 +381,13 @@ def test_an_agent_exported_with_the_compass_side_gets_a_compass_stored_with_it_a
     kept = checkpoints.load_state(checkpoints.resolve(again)[0])["agent"][checkpoints.COMPASS]
     stored = checkpoints.load_state(checkpoints.resolve(out)[0])["agent"][checkpoints.COMPASS]
     assert torch.allclose(kept["net.0.weight"].float(), stored["net.0.weight"], atol=1e-3)
+    shared = tmp_path / "shared"                                # another agent takes this one's compass
+    assert cli.main(["export", "--checkpoint", str(smoke_vision_run), "--out", str(shared), "--set",
+                     "agent.recovery=true", "--set", "agent.recovery_side=compass", "--compass-from", str(out)]) == 0
+    taken = checkpoints.load_state(checkpoints.resolve(shared)[0])["agent"][checkpoints.COMPASS]
+    assert torch.equal(taken["net.0.weight"], stored["net.0.weight"])
+    assert checkpoints.read_run_config(shared)["exported_from"]["compass"]["from"] == str(out)
+    with pytest.raises(ValueError, match="holds no compass"):
+        checkpoints.export(smoke_vision_run, tmp_path / "none", compass_from=smoke_vision_run)
     with pytest.raises(ValueError, match="reads the image"):
         AgentConfig(recovery=True, recovery_side="compass", actor_keys=("proprio",)).check_layers(("proprio",))
