@@ -12,7 +12,7 @@ compass says it points left of the course, and left otherwise.
 
 It reads only the image (what the vision actor reads); the simulator's heading is its label at training time
 only. ``gtvision export --set agent.recovery=true --set agent.recovery_side=compass`` trains one for the checkpoint's
-scenario and stores it with the exported agent (the part ``COMPASS``; its training seconds in the export's
+scenario and stores it with the exported agent (the part ``gtvision.checkpoints.COMPASS``; its training seconds in the export's
 ``config.json``, counted in the training budget like any other training)."""
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoints import COMPASS  # noqa: F401  (the part of an exported agent that holds the compass)
 from ..sim.render import CameraConfig, render_ego
 
 MAX_CARS = 7
@@ -57,11 +56,6 @@ class Compass(nn.Module):
                              f"{tuple(images.shape)}")
         device = next(self.parameters()).device
         return self.net(images.to(device).permute(0, 3, 1, 2).float() / 255)
-
-    @torch.no_grad()
-    def nose_left(self, images: torch.Tensor) -> torch.Tensor:
-        """(N,) bool: the nose points left of the course."""
-        return self(images)[:, 1] > 0
 
 
 def reach_m(car, psi: torch.Tensor) -> torch.Tensor:

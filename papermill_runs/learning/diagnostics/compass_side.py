@@ -17,7 +17,7 @@ from gtvision.agent.recovery import STEER_COMMAND, STEER_GAIN
 from gtvision.agent.rollout import Rollout
 from gtvision.evaluation import race_envs
 from compass import as_input, standing_frames, train_compass
-from hook import race_to_end, wrap_reflex
+from hook import race_to_end, reflex_races, wrap_reflex
 
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 ck, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -30,11 +30,7 @@ frame_envs.close()
 net, seconds = train_compass(images, psi, torch.arange(len(images)), epochs, g)
 print(f"compass: {len(images)} frames, {epochs} epochs, {seconds:.0f} s of training", flush=True)
 
-envs, agent = race_envs(ck, "tokyo", n, 4, "cpu")
-ro = Rollout(envs, agent, seed=seed, eval_mode=True)
-b = envs.unwrapped.batch
-reflex = ro.reflex
-assert reflex is not None, "the checkpoint races without the recovery reflex (export --set agent.recovery=true)"
+ro, b, reflex = reflex_races(ck, n, seed)
 orig = reflex.__call__
 live = np.ones(n, bool)
 starts = []

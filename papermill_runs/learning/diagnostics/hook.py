@@ -1,14 +1,26 @@
 """The reflex seen from outside, for the diagnostics that watch it in races (reflex_sides.py, compass_side.py,
-reflex_frames.py): a stand-in for a Rollout's reflex that calls a function of theirs each step, and the race loop to
-the end."""
+reflex_frames.py): their races, a stand-in for a Rollout's reflex that calls a function of theirs each step, and the
+race loop to the end."""
 import numpy as np
+
+from gtvision.agent.rollout import Rollout
+from gtvision.evaluation import race_envs
+
+
+def reflex_races(checkpoint, n: int, seed: int):
+    """`gtvision evaluate`'s ``n`` Tokyo races of ``seed`` for ``checkpoint``, which must race with the reflex:
+    (rollout, the races' batch, the reflex)."""
+    envs, agent = race_envs(checkpoint, "tokyo", n, 4, "cpu")
+    rollout = Rollout(envs, agent, seed=seed, eval_mode=True)
+    reflex = rollout.reflex
+    assert reflex is not None, "the checkpoint races without the recovery reflex (export --set agent.recovery=true)"
+    return rollout, envs.unwrapped.batch, reflex
 
 
 def wrap_reflex(rollout, call) -> None:
     """``rollout.reflex`` replaced by an object whose ``__call__`` is ``call(action, proprio, image=None)`` (which
     calls the original reflex itself) and whose other attributes are the original's."""
     reflex = rollout.reflex
-    assert reflex is not None, "the checkpoint races without the recovery reflex (export --set agent.recovery=true)"
     rollout.reflex = type("Wrapped", (), {"__call__": staticmethod(call), "reset": reflex.reset,
                                           "state_dict": reflex.state_dict, "forget": reflex.forget,
                                           "handing_back": reflex.handing_back})()

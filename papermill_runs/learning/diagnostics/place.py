@@ -2,16 +2,12 @@
 situations instead of waiting for races to meet them: wall_escape.py, heading_probe.py)."""
 import torch
 
+from gtvision.agent.compass import WALL_GAP_M, reach_m
 from gtvision.env.episodes import LEARNER
 from gtvision.env.observations import vertical_motion
 
-GAP_M = 0.3
-"""A car put at a wall stands this far from it at its nearest corner."""
-
-
-def reach_m(car, psi: torch.Tensor) -> torch.Tensor:
-    """(n,) how far the car reaches across the course from its centre at heading error ``psi`` (rad)."""
-    return car.length_m / 2 * psi.sin().abs() + car.width_m / 2 * psi.cos().abs()
+GAP_M = WALL_GAP_M
+"""A car put at a wall stands this far from it at its nearest corner (the compass's frames' gap)."""
 
 
 def at_wall(track, car, s: torch.Tensor, side: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:

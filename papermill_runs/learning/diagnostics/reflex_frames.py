@@ -3,25 +3,18 @@ at every reflex start, the learner's frame, the simulator's heading error agains
 left), the race and the time, and how many other cars stand within 30 m of it; a test set for a compass of the
 reflex's moments (compass_walls.py's open and wall frames are placed, these are met in races).
 Usage: THREADS=n python reflex_frames.py CHECKPOINT RACES SEED OUT.pt"""
-import math
 import os
 import sys
 
 import numpy as np
 import torch
 
-from gtvision.agent.rollout import Rollout
 from gtvision.env.episodes import LEARNER
-from gtvision.evaluation import race_envs
-from hook import race_to_end, wrap_reflex
+from hook import race_to_end, reflex_races, wrap_reflex
 
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 ck, n, seed, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-envs, agent = race_envs(ck, "tokyo", n, 4, "cpu")
-ro = Rollout(envs, agent, seed=seed, eval_mode=True)
-b = envs.unwrapped.batch
-reflex = ro.reflex
-assert reflex is not None, "the checkpoint races without the recovery reflex"
+ro, b, reflex = reflex_races(ck, n, seed)
 orig = reflex.__call__
 live = np.ones(n, bool)
 rows_out = {"image": [], "herr_deg": [], "race": [], "time_s": [], "near_cars": [], "steer_side": []}

@@ -22,20 +22,14 @@ import pandas as pd
 import torch
 
 from gtvision.agent.recovery import STEER_COMMAND, YAW_WINDOW_S
-from gtvision.agent.rollout import Rollout
 from gtvision.agent.stability import LATERAL_SPEED, YAW_RATE
-from gtvision.evaluation import race_envs
-from hook import wrap_reflex
+from hook import reflex_races, wrap_reflex
 
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 KNOCK = 15.0
 ck, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-envs, agent = race_envs(ck, "tokyo", n, 4, "cpu")
-ro = Rollout(envs, agent, seed=seed, eval_mode=True)
-b = envs.unwrapped.batch
+ro, b, reflex = reflex_races(ck, n, seed)
 track = b.track
-reflex = ro.reflex
-assert reflex is not None, "the checkpoint races without the recovery reflex (export --set agent.recovery=true)"
 LAT_ACC = LATERAL_SPEED + 3  # v_dot's lateral component
 knock_side = np.zeros(n)            # the side of the last hard knock (0: none in the last 10 s)
 knock_age = np.full(n, 10 ** 6)
