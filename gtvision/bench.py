@@ -414,6 +414,51 @@ def bench_update(preset_name: str = "cpu", variant: str = "asymmetric", choices=
             "rows": rows}
 
 
+ACT_CHOICES = (("float32", "float32", False), ("bfloat16", "bfloat16", False),
+               ("float32, channels-last", "float32", True), ("bfloat16, channels-last", "bfloat16", True))
+"""``bench_act``'s rows: a name, ``AgentConfig.image_dtype`` and ``AgentConfig.channels_last``."""
+
+
+def bench_act(checkpoint, races: int = 100, steps: int = 10, rounds: int = 3, scenario: str = "tokyo",
+              device: str = "cpu", seed: int = 0) -> dict:
+    """Milliseconds per control step of ``races`` races of an exported vision agent (its networks, safety layers,
+    the simulator and the rendering: a step of ``gtvision evaluate``) under each of ``ACT_CHOICES`` (how its image
+    encoders compute, ``AgentConfig.COMPUTE_SETTINGS``: the same weights), measured in the same run: every round
+    runs a block of ``steps`` steps of each choice in turn on the same races, after a warm-up round; a row's time is
+    the median over rounds. ``speedup``: float32's step time over the choice's."""
+    import statistics
+
+    from .agent.networks import ImageEncoder
+    from .agent.rollout import Rollout
+    from .evaluation import race_envs
+
+    envs, agent = race_envs(checkpoint, scenario, races, 4, device)
+    encoders = [] if agent is None else [m for m in agent.actor.modules() if isinstance(m, ImageEncoder)]
+    if not encoders:
+        raise ValueError(f"bench act times an agent's image encoders: {checkpoint} has none (an actor that reads "
+                         "no image, or the BIAI)")
+    exported = (agent.config.image_dtype, agent.config.channels_last)
+    rollout = Rollout(envs, agent, seed=seed, eval_mode=True)
+    times = {name: [] for name, *_ in ACT_CHOICES}
+    for r in range(rounds + 1):  # round 0 warms up
+        for name, dtype, channels_last in ACT_CHOICES:
+            for encoder in encoders:
+                encoder.set_compute(dtype, channels_last)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                rollout.step(None)
+            if agent.device.type == "cuda":
+                torch.cuda.synchronize()
+            if r > 0:
+                times[name].append((time.perf_counter() - t0) / steps)
+    reference = statistics.median(times[ACT_CHOICES[0][0]])
+    rows = [{"choice": name, "step_ms": 1000 * statistics.median(times[name]),
+             "speedup": reference / statistics.median(times[name]),
+             "exported": (dtype, channels_last) == exported} for name, dtype, channels_last in ACT_CHOICES]
+    return {"checkpoint": str(checkpoint), "races": races, "device": str(device), "encoders": len(encoders),
+            "rows": rows}
+
+
 TRAINING_ENV = {"start_speed_mps": 20.0, "stuck_s": 3.0}
 """``bench_training``'s episodes: rolling starts (a fresh policy moves), the stuck rule after 3 s."""
 

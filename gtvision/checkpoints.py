@@ -248,17 +248,20 @@ def save_networks(run_dir: str | os.PathLike, epoch: int, networks: dict[str, di
 
 
 def _check_layers(layers: dict, run_dir: Path) -> dict:
-    """``layers`` with the ``agent.`` prefix dropped, checked: only ``AgentConfig.SAFETY_LAYERS``, values the
+    """``layers`` with the ``agent.`` prefix dropped, checked: only ``AgentConfig.SAFETY_LAYERS`` and
+    ``AgentConfig.COMPUTE_SETTINGS``, values the
     agent's configuration accepts, and an agent that can hold them (``ValueError`` otherwise)."""
     import dataclasses
 
     from .agent.config import AgentConfig
 
     out = {k.removeprefix("agent."): v for k, v in layers.items()}
-    bad = sorted(set(out) - set(AgentConfig.SAFETY_LAYERS))
+    allowed = AgentConfig.SAFETY_LAYERS + AgentConfig.COMPUTE_SETTINGS
+    bad = sorted(set(out) - set(allowed))
     if bad:
-        raise ValueError(f"export changes only the safety layers (agent.{', agent.'.join(AgentConfig.SAFETY_LAYERS)}), "
-                         f"not {', '.join(bad)}: the networks were trained with the rest")
+        raise ValueError(f"export changes only the safety layers and how the networks compute "
+                         f"(agent.{', agent.'.join(allowed)}), not {', '.join(bad)}: the networks were trained with "
+                         f"the rest")
     agent = dataclasses.replace(run_preset(run_dir).agent, **out)   # the field checks
     if agent.actor_keys is not None:  # (None: the actor reads every key, so any layer's inputs)
         agent.check_layers(agent.actor_keys)

@@ -286,7 +286,9 @@ def cmd_bench(args) -> int:
     if args.variant is None:
         args.variant = "asymmetric" if args.what == "update" else "gt_sophy"
     if args.races is None:
-        args.races = [64, 256, 1024, 2048] if args.what == "sim" else [64, 256]
+        args.races = {"sim": [64, 256, 1024, 2048], "act": [100]}.get(args.what, [64, 256])
+    if args.steps is None:
+        args.steps = 5 if args.what == "act" else 20
     if args.what == "sim":
         from .bench import bench_sim
         if args.processes is None:
@@ -329,6 +331,20 @@ def cmd_bench(args) -> int:
         for r in res["rows"]:
             print(f"{r['preset']:>7} {r['parameters']:>11,} {r['batch']:>32} {r['gflop_per_update']:>13.1f} "
                   f"{r['update_s']:>9.3f} {r['updates_per_s']:>10.2f} {r['x_lower_bound']:>13.2f}")
+        return 0
+    if args.what == "act":
+        from .bench import bench_act
+        if args.checkpoint is None:
+            raise ValueError("bench act times an exported vision agent: give --checkpoint AGENT "
+                             "(e.g. papermill_runs/agents/tokyo_vision)")
+        res = bench_act(args.checkpoint, races=args.races[0], steps=args.steps, rounds=args.rounds,
+                        scenario=args.scenario, device=args.device, seed=args.seed)
+        print(f"{res['checkpoint']}, {res['races']} races, {res['device']}, {res['encoders']} image encoder(s): a race "
+              f"step (simulator, rendering, networks, safety layers) under each setting, blocks of {args.steps} "
+              f"steps in turn, median of {args.rounds} rounds; * the agent as exported")
+        print(f"{'image encoders':>26} {'step ms':>8} {'x float32':>10}")
+        for r in res["rows"]:
+            print(f"{r['choice']:>26} {r['step_ms']:>8.1f} {r['speedup']:>10.2f}{' *' if r['exported'] else ''}")
         return 0
     if args.what == "update":
         from .bench import bench_update
@@ -473,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--set", action="append", default=[], metavar="agent.FIELD=VALUE",
                    help="race with a safety layer changed (the fields of AgentConfig.SAFETY_LAYERS: agent.gap_keeper, "
                         "agent.side_keeper, agent.recovery, agent.stability and their settings), e.g. --set "
-                        "agent.stability=true; nothing the networks compute")
+                        "agent.stability=true; or how the networks compute (AgentConfig.COMPUTE_SETTINGS: "
+                        "agent.image_dtype, agent.channels_last), e.g. --set agent.image_dtype=float32 on a CPU "
+                        "without native bfloat16; not the networks themselves")
     x.add_argument("--ensemble", nargs="+", default=[], metavar="CHECKPOINT",
                    help="more checkpoints whose actors (same networks) drive with --checkpoint's as one: the mean of "
                         "their actions, each with its own memory (gtvision.agent.ensemble)")
@@ -495,17 +513,20 @@ def build_parser() -> argparse.ArgumentParser:
     pl.set_defaults(func=cmd_play)
 
     b = sub.add_parser("bench", help="benchmarks (reported as ratios to a reference in the same run)")
-    b.add_argument("what", choices=["sim", "env", "learner", "update", "training", "learning"],
+    b.add_argument("what", choices=["sim", "env", "learner", "update", "act", "training", "learning"],
                    help="sim: the simulator next to CarRacing-v3; env: make_vec next to the bare simulator; "
                         "learner: QR-SAC update time of the paper and cpu presets next to the matmul rate; "
                         "update: the vision agent's update under each speed choice (channels-last, bfloat16, "
                         "a delayed actor, a smaller actor batch) next to the preset's; "
+                        "act: an exported vision agent's race step with its image encoders in float32, bfloat16, "
+                        "channels-last (--checkpoint; --races, default 100); "
                         "training: the training loop's updates/s (collection included) next to the update alone; "
                         "learning: our learner next to Stable-Baselines3's SAC, same task and minutes, side by side")
     b.add_argument("--races", type=int, nargs="+", default=None,
                    help="parallel races (default: 64 256 1024 2048 for sim, 64 256 for env)")
     b.add_argument("--scenario", default="tokyo", choices=SCENARIO_NAMES)
-    b.add_argument("--steps", type=int, default=20)
+    b.add_argument("--steps", type=int, default=None,
+                   help="sim, env: timed steps (default 20); act: steps per block (default 5)")
     b.add_argument("--device", default="cpu")
     b.add_argument("--carracing-seconds", type=float, default=5.0)
     b.add_argument("--compile", action="store_true",
@@ -530,6 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training, learning: change a field of our preset (repeatable)")
     b.add_argument("--epochs", type=int, default=5, help="training: timed epochs per opponent count")
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--checkpoint", default=None, metavar="AGENT", help="act: the exported vision agent")
     b.add_argument("--no-sb3", action="store_true", help="learning: ours alone")
     b.add_argument("--out", default=None, help="learning: directory of both runs, the table and the plot")
     b.set_defaults(func=cmd_bench)

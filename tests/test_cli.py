@@ -326,6 +326,45 @@ def test_bench_env_runs_each_field_size_and_the_curriculum():
     assert args.opponents == ["0", "4", "curriculum"] and args.no_image
 
 
+def test_bench_act_times_an_agents_race_step_with_its_image_encoders_in_each_setting(monkeypatch, tmp_path, capsys):
+    """On a clock where the image encoder costs 30 ms a call in float32, three times that under bfloat16 and 10 ms
+    more channels-last, each setting's step and its ratio to float32 follow; the exported setting is marked; an
+    agent without an image encoder is refused."""
+    from gtvision.agent.networks import ImageEncoder
+    from gtvision.training import RunConfig, train
+
+    env = {"num_opponents": 1, "max_time_s": 30.0}
+    vision, _ = train(RunConfig(scenario="tokyo", preset="smoke", total_steps=64, seed=1, env_kwargs=env),
+                      tmp_path / "vision", progress=False)
+    assert cli.main(["export", "--checkpoint", str(vision), "--out", str(tmp_path / "agent"),
+                     "--set", "agent.image_dtype=bfloat16"]) == 0
+
+    def cost(encoder, *_):
+        return (0.09 if encoder.autocast else 0.03) + (0.01 if encoder.channels_last else 0.0)
+
+    clock = _Clock()
+    monkeypatch.setattr(bench, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    monkeypatch.setattr(ImageEncoder, "forward", clock.charging(ImageEncoder.forward, cost))
+    res = bench.bench_act(tmp_path / "agent", races=2, steps=2, rounds=2)
+    rows = {r["choice"]: r for r in res["rows"]}
+    assert list(rows) == [name for name, *_ in bench.ACT_CHOICES] and res["encoders"] == 1
+    expected = {"float32": 30, "bfloat16": 90, "float32, channels-last": 40, "bfloat16, channels-last": 100}
+    for name, ms in expected.items():
+        assert rows[name]["step_ms"] == pytest.approx(ms), name
+        assert rows[name]["speedup"] == pytest.approx(30 / ms), name
+    assert [r["exported"] for r in res["rows"]] == [False, True, False, False]
+    gt_sophy, _ = train(RunConfig(scenario="tokyo", preset="smoke", variant="gt_sophy", total_steps=64, seed=1,
+                                  env_kwargs=env), tmp_path / "gt_sophy", progress=False)
+    with pytest.raises(ValueError, match="has none"):
+        bench.bench_act(gt_sophy, races=1, steps=1, rounds=1)
+    capsys.readouterr()
+    assert cli.main(["bench", "act", "--checkpoint", str(tmp_path / "agent"), "--races", "2", "--steps", "1",
+                     "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    marked = [line for line in out.splitlines() if line.endswith(" *")]
+    assert "2 races" in out and len(marked) == 1 and marked[0].split()[0] == "bfloat16"
+
+
 def test_bench_training_reports_the_loops_rates_next_to_the_update_alone(monkeypatch):
     """On a clock where an update costs 50 ms and a vector step of the environments 10 ms, the loop's
     updates/s, steps/s and collection share follow from the epoch's counts alone."""

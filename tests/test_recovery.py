@@ -391,3 +391,41 @@ def test_an_agent_exported_with_the_compass_side_gets_a_compass_stored_with_it_a
         checkpoints.export(smoke_vision_run, tmp_path / "none", compass_from=smoke_vision_run)
     with pytest.raises(ValueError, match="reads the image"):
         AgentConfig(recovery=True, recovery_side="compass", actor_keys=("proprio",)).check_layers(("proprio",))
+
+
+def test_with_crawl_a_slow_car_read_backwards_turns_round_at_full_lock_towards_the_course_until_read_along_it():
+    """Car 0 stands facing backwards, nose left: after two readings it steers to the right lock at a crawl (throttle,
+    at most CRAWL_THROTTLE) until the compass reads it along the course three times in a row, then the policy drives.
+    Car 1 faces backwards at 20 m/s (racing: never); car 2 reads backwards once only (one wrong reading: never).
+    Car 3 turns but stands still (its nose at a barrier): after CRAWL_STOP_S a reflex cycle backs it off."""
+    from gtvision.agent.recovery import CRAWL_CLEAR, CRAWL_ENTER, CRAWL_STOP_S, CRAWL_THROTTLE
+
+    reflex = RecoveryReflex(4, trigger_s=1.5, reverse_s=1.0, exit_s=1.0, exit_throttle=0.3, side="compass",
+                            compass=_Compass(), crawl=True)
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    images[:, 0, 0] = (255, 255, 0)                                   # backwards, nose left
+    policy = np.full((4, 2), 0.7, np.float32)                        # the policy: left, throttle
+    speeds, outs, crawling = [2.0, 20.0, 2.0, 0.0], [], []
+    for step in range(45):
+        if step == 1:
+            images[2, 0, 0, 1] = 0                                    # car 2 reads along from its second step
+        if step == 20:
+            images[0, 0, 0, 1] = 0                                    # car 0 faces along the course from step 20
+        outs.append(reflex(policy, _proprio(speeds, [0.0] * 4), images))
+        crawling.append(reflex.crawling.tolist())
+    outs, crawling = np.array(outs), np.array(crawling)
+    first = CRAWL_ENTER - 1
+    assert not crawling[:first, 0].any() and crawling[first:20 + CRAWL_CLEAR - 1, 0].all()
+    assert not crawling[20 + CRAWL_CLEAR - 1:, 0].any()
+    assert (outs[first:20, 0, 0] < 0).all()                           # right, whatever the policy's left
+    assert np.allclose(outs[first:20, 0, 1], min(0.45 * 3.0, CRAWL_THROTTLE))
+    assert np.allclose(outs[20 + CRAWL_CLEAR:, 0], 0.7)               # then the policy's
+    assert not crawling[:, 1:3].any() and np.allclose(outs[:, 1:3], 0.7)
+    stop = first + round(CRAWL_STOP_S * 10)                           # car 3: a cycle begins, backing off (brake)
+    assert crawling[stop, 3] and reflex.count[3] >= 1
+    assert outs[stop + 1, 3, 1] == -1.0 and outs[stop + 1, 3, 0] > 0  # backing: the wheel to the nose's side (left)
+    assert outs[first + 1, 3, 0] < 0                                  # before it, turning right
+    with pytest.raises(ValueError, match="side 'compass'"):
+        RecoveryReflex(1, 1.0, 1.0, 1.0, 0.3, crawl=True)
+    with pytest.raises(ValueError, match="recovery_side='compass'"):
+        AgentConfig(recovery_crawl=True)

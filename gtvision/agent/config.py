@@ -152,7 +152,8 @@ class AgentConfig:
     layout the observation is stored in. Paper: III-D does not say (a speed choice, ``gtvision bench update``)."""
     image_dtype: str = "float32"
     """'bfloat16': the image encoders run under ``torch.autocast`` at bfloat16 (their convolutions and the
-    embedding's matmul; the rest of the update in float32). Paper: does not say (a speed choice)."""
+    embedding's matmul; the rest of the update in float32). Paper: does not say (a speed choice: it pays only on
+    CPUs with native bfloat16; an exported agent may race with it changed, ``COMPUTE_SETTINGS``)."""
     init_log_std: float | None = None
     """None: the actor's last layer is initialised like the others (pre-tanh std about 1). A number: its
     weights are scaled by 0.01 and its bias set so that a fresh policy's pre-tanh Gaussian has mean 0 and
@@ -257,6 +258,11 @@ class AgentConfig:
     backwards for this long (s) in a row below ``gtvision.agent.recovery.WRONG_WAY_MPS``, stopped or not: a car that
     drives off the wrong way after a spin (on the wall bench every agent of ours does) is stopped and, with
     ``recovery_turn``, turned round. 0: off."""
+    recovery_crawl: bool = False
+    """With ``recovery_side='compass'``: True turns a car round that the compass reads as facing backwards below
+    ``gtvision.agent.recovery.CRAWL_MPS``: full lock towards the course at a crawl until the compass reads it along the
+    course, backed off by a reflex cycle where it stops at a barrier (the BIAI's turn round, on the frame instead of
+    the course). False: off. Paper: none, a safety layer of ours."""
     stability: bool = False
     """True: a stability aid (:mod:`gtvision.agent.stability`) holds the pedal at ``stability_throttle`` or more
     while the rear axle slides past ``stability_slip_deg`` (no lifting, no braking: the front-driven Tokyo car spins
@@ -297,6 +303,9 @@ class AgentConfig:
         if self.recovery_wrong_way_s > 0 and self.recovery_side != "compass":
             raise ValueError(f"agent.recovery_wrong_way_s={self.recovery_wrong_way_s} reads the compass: it needs "
                              f"agent.recovery_side='compass', got {self.recovery_side!r}")
+        if self.recovery_crawl and self.recovery_side != "compass":
+            raise ValueError(f"agent.recovery_crawl=True reads the compass: it needs agent.recovery_side='compass', "
+                             f"got {self.recovery_side!r}")
         if self.recovery_turn and self.recovery_side != "compass":
             raise ValueError(f"agent.recovery_turn=True reads the compass: it needs agent.recovery_side='compass', "
                              f"got {self.recovery_side!r}")
@@ -310,9 +319,15 @@ class AgentConfig:
     SAFETY_LAYERS = ("gap_keeper", "gap_hold_m", "gap_look_m", "side_keeper", "recovery", "recovery_trigger_s",
                      "recovery_stop_mps", "recovery_reverse_s", "recovery_exit_s", "recovery_exit_throttle",
                      "recovery_side", "recovery_swing", "recovery_forget", "recovery_turn", "recovery_wrong_way_s",
+                     "recovery_crawl",
                      "stability", "stability_slip_deg", "stability_throttle", "stability_min_mps")
     """The fields that set the safety layers (:mod:`gtvision.agent.shield`) around the actor's action and nothing
     the networks compute: an exported agent may race with them changed (``gtvision export --set``)."""
+    COMPUTE_SETTINGS = ("image_dtype", "channels_last")
+    """The fields that set how the networks compute, not what they are (the same weights): an exported agent may race
+    with them changed too (``gtvision export --set agent.image_dtype=float32``). On a CPU without native bfloat16
+    (AVX2 only) the image encoders run some three times slower under bfloat16 autocast than in float32 (README,
+    "Racing in float32")."""
     LAYER_READS = {"gap_keeper": ("opponent_grid", "proprio"), "side_keeper": ("opponent_grid",),
                    "recovery": ("proprio",), "stability": ("proprio",)}
     """What each safety layer reads, which the actor must read too (privileged features: not the vision actor)."""

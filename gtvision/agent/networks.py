@@ -105,10 +105,13 @@ class ImageEncoder(nn.Module):
         # Paper III-D: "flattened and embedded into a 512-dimensional vector"; the ReLU is ours.
         self.embed = nn.Sequential(nn.Linear(c * h * w, cfg.image_embed), nn.ReLU())
         self.out_dim = cfg.image_embed
-        self.channels_last = cfg.channels_last
-        self.autocast = cfg.image_dtype == "bfloat16"
-        if self.channels_last:
-            self.convs.to(memory_format=torch.channels_last)
+        self.set_compute(cfg.image_dtype, cfg.channels_last)
+
+    def set_compute(self, image_dtype: str, channels_last: bool) -> None:
+        """How the encoder computes (``AgentConfig.image_dtype``, ``AgentConfig.channels_last``; the same weights)."""
+        self.autocast = image_dtype == "bfloat16"
+        self.channels_last = bool(channels_last)
+        self.convs.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).float() / 255.0 - 0.5

@@ -38,6 +38,12 @@ back towards the wall first).
 ``recovery_side='compass'`` (thirty-first session) takes the side from a compass on the frame the reflex begins on
 (:mod:`gtvision.agent.compass`, a small CNN of its own stored with the exported agent): the nose turned back
 towards the course, whichever way the steering points. Measured in the README, "A compass for the reflex".
+
+``crawl`` (``AgentConfig.recovery_crawl``, thirty-second session) turns a car round that the compass reads as facing
+backwards below ``CRAWL_MPS``, the way the BIAI does (``gtvision.sim.biai``, 'facing the wrong way at a crawl'): full
+lock towards the course at a crawl, the compass read on every step, until it reads the car along the course; where the
+car stops (its nose at a barrier) for ``CRAWL_STOP_S``, a cycle of the reflex backs it off. Where the BIAI reads its
+heading off the course, the compass reads it off the frame. Measured in the README, "Turning round at a crawl".
 """
 from __future__ import annotations
 
@@ -72,6 +78,25 @@ facing backwards (each turns it by some 20 to 40 degrees)."""
 WRONG_WAY_MPS = 8.0
 """With ``wrong_way_s``: only below this forward speed (m/s) does a compass reading of 'backwards' count (a car
 crawling the wrong way after a spin, not one racing)."""
+CRAWL_MPS = 5.0
+"""With ``crawl``: the speed (m/s) the car turns round at, and below which a compass reading of 'backwards' starts the
+turn (the BIAI's ``turnaround_mps``)."""
+CRAWL_GAIN = 0.45
+"""With ``crawl``: pedal per m/s short of ``CRAWL_MPS`` (the BIAI's ``speed_gain``); the throttle at most
+``CRAWL_THROTTLE``."""
+CRAWL_THROTTLE = 0.4
+CRAWL_ENTER = 2
+"""With ``crawl``: the turn starts after this many readings of 'backwards' in a row (control steps), so that one
+wrong reading on the grid does not start it."""
+CRAWL_CLEAR = 10
+"""With ``crawl``: the turn ends after this many readings of 'along the course' in a row (control steps): the nose
+turns on by some 40 degrees meanwhile, so that the policy takes the wheel well short of square to the course, where
+it drives into the barrier ahead (the wall bench: 185 escapes with 3, 196 with 10, 195 with 20)."""
+CRAWL_STOP_S = 1.0
+"""With ``crawl``: a turning car stopped this long (s) has its nose at a barrier: a reflex cycle backs it off
+(``trigger_s`` otherwise)."""
+CRAWL_MAX_S = 12.0
+"""With ``crawl``: a turn lasts at most this long (s), then the policy drives."""
 SWING_LOCK = 0.9
 """With ``swing``: the reflex drives out once the steering command has passed this share of full lock on the
 exit side."""
@@ -90,7 +115,7 @@ class RecoveryReflex:
 
     def __init__(self, num_envs: int, trigger_s: float, reverse_s: float, exit_s: float, exit_throttle: float,
                  stop_mps: float = STOP_MPS, side: str = "steer", swing: bool = False, forget: bool = False,
-                 compass=None, turn: bool = False, wrong_way_s: float = 0.0):
+                 compass=None, turn: bool = False, wrong_way_s: float = 0.0, crawl: bool = False):
         for name, value in (("trigger_s", trigger_s), ("reverse_s", reverse_s), ("exit_s", exit_s),
                             ("stop_mps", stop_mps)):
             if not (math.isfinite(value) and value >= 0):
@@ -109,6 +134,19 @@ class RecoveryReflex:
             raise ValueError(f"recovery wrong_way_s must be a finite number >= 0, got {wrong_way_s!r}")
         if wrong_way_s > 0 and side != "compass":
             raise ValueError(f"recovery wrong_way_s reads the compass: it needs side 'compass', got {side!r}")
+        if crawl and side != "compass":
+            raise ValueError(f"recovery crawl reads the compass: it needs side 'compass', got {side!r}")
+        self.crawl = bool(crawl)
+        """True: a car the compass reads as facing backwards below ``CRAWL_MPS`` turns round at a crawl (module)."""
+        self.crawling = torch.zeros(num_envs, dtype=torch.bool)
+        """With ``crawl``: the cars turning round."""
+        self.crawl_steps = torch.zeros(num_envs, dtype=torch.long)
+        """With ``crawl``: control steps since each car's turn began."""
+        self.crawl_reads = torch.zeros(num_envs, dtype=torch.long)
+        """With ``crawl``: readings in a row of 'backwards' (a car not turning) or 'along' (a turning car)."""
+        self.crawl_side = torch.ones(num_envs)
+        """With ``crawl``: the side (+1 left) each turning car steers to, from its last compass reading."""
+        self._crawl_stop, self._crawl_max = round(CRAWL_STOP_S * CONTROL_HZ), round(CRAWL_MAX_S * CONTROL_HZ)
         self.wrong_way_s = wrong_way_s
         """> 0: the reflex also begins when the compass has read the car as facing backwards for this long (s) in a
         row below ``WRONG_WAY_MPS``, stopped or not (a car driving off the wrong way after a spin)."""
@@ -156,7 +194,8 @@ class RecoveryReflex:
                    config.recovery_exit_throttle, getattr(config, "recovery_stop_mps", STOP_MPS),
                    getattr(config, "recovery_side", "steer"), getattr(config, "recovery_swing", False),
                    getattr(config, "recovery_forget", False), getattr(agent, "compass", None),
-                   getattr(config, "recovery_turn", False), getattr(config, "recovery_wrong_way_s", 0.0))
+                   getattr(config, "recovery_turn", False), getattr(config, "recovery_wrong_way_s", 0.0),
+                   getattr(config, "recovery_crawl", False))
 
     def acting(self) -> torch.Tensor:
         """(N,) bool: the cars whose reflex drives this step."""
@@ -176,14 +215,17 @@ class RecoveryReflex:
         speed, steer = p[:, FORWARD_SPEED], p[:, STEER_COMMAND]
         self.stopped = torch.where((speed < self.stop_mps) & ~self.acting(), self.stopped + 1,
                                    torch.zeros_like(self.stopped))
-        start = self.stopped >= self._trigger
+        start = self.stopped >= torch.where(self.crawling, self._crawl_stop, self._trigger)
         compass_rows = logits = None
         if self.side_rule == "compass":
             last = self.since == self._reverse + self._exit + self.waited - 1   # a cycle's last step was the one before
             again = last & (self.cycles < TURN_CYCLES) if self.turn else torch.zeros_like(start)
             watch = (speed < WRONG_WAY_MPS) & ~self.acting() if self.wrong_way_s > 0 else torch.zeros_like(start)
-            compass_rows = torch.nonzero(start | again | watch).squeeze(1)
+            slow = ((speed < CRAWL_MPS) & ~self.acting()) | self.crawling if self.crawl else torch.zeros_like(start)
+            compass_rows = torch.nonzero(start | again | watch | slow).squeeze(1)
             backwards = torch.zeros_like(start)
+            read = torch.zeros_like(start)
+            read[compass_rows] = True
             if len(compass_rows):
                 if image is None:
                     raise ValueError("recovery side 'compass' reads the frame: call the reflex with image=")
@@ -207,6 +249,8 @@ class RecoveryReflex:
             side = torch.where(turned != 0, -torch.sign(turned), side)
         elif logits is not None:
             side[compass_rows] = torch.where(logits[:, 1] > 0, -1.0, 1.0)   # nose left: turn it right, to the course
+        if self.crawl:
+            self._crawl_update(read, backwards, speed, side, start)
         self.side = torch.where(start, side, self.side)
         self.since = torch.where(start, torch.zeros_like(self.since), (self.since + 1).clamp(max=NOT_ACTING))
         self.stopped = torch.where(start, torch.zeros_like(self.stopped), self.stopped)
@@ -220,17 +264,34 @@ class RecoveryReflex:
                         & (self.waited < self._swing_max))
             self.waited = self.waited + swinging.long()
         leaving = ~backing & ~swinging & self.acting()
-        if not bool((backing | swinging | leaving).any()):
+        turning = self.crawling & ~self.acting()
+        if not bool((backing | swinging | leaving | turning).any()):
             return action
-        target = torch.where(backing, -self.side, self.side)
+        target = torch.where(backing, -self.side, torch.where(turning, self.crawl_side, self.side))
         steer_rate = (STEER_GAIN * (target - steer)).clamp(-1.0, 1.0)
         out = torch.as_tensor(action).clone()
         dev = out.device
-        out[:, 0] = torch.where((backing | swinging | leaving).to(dev), steer_rate.to(out), out[:, 0])
-        pedal = torch.where(leaving.to(dev), out[:, 1].clamp(min=self.exit_throttle), out[:, 1])
+        out[:, 0] = torch.where((backing | swinging | leaving | turning).to(dev), steer_rate.to(out), out[:, 0])
+        crawl_pedal = (CRAWL_GAIN * (CRAWL_MPS - speed)).clamp(-1.0, CRAWL_THROTTLE)
+        pedal = torch.where(turning.to(dev), crawl_pedal.to(out), out[:, 1])
+        pedal = torch.where(leaving.to(dev), pedal.clamp(min=self.exit_throttle), pedal)
         pedal = torch.where(swinging.to(dev), torch.zeros_like(pedal), pedal)
         out[:, 1] = torch.where(backing.to(dev), torch.full_like(pedal, -1.0), pedal)
         return out if torch.is_tensor(action) else out.numpy().astype(np.asarray(action).dtype)
+
+    def _crawl_update(self, read, backwards, speed, side, start) -> None:
+        """With ``crawl``: start, steer and end the turns at a crawl from this step's compass readings (``read``:
+        the cars it read; ``backwards``, ``side``: what it read)."""
+        slow_back = read & backwards & (speed < CRAWL_MPS) & ~self.crawling
+        along = read & ~backwards & self.crawling
+        self.crawl_reads = torch.where(slow_back | along, self.crawl_reads + 1, torch.zeros_like(self.crawl_reads))
+        begin = ~self.crawling & (self.crawl_reads >= CRAWL_ENTER) & ~start & ~self.acting()
+        self.crawl_steps = torch.where(begin, torch.zeros_like(self.crawl_steps), self.crawl_steps + 1)
+        end = self.crawling & ((self.crawl_reads >= CRAWL_CLEAR) | (self.crawl_steps >= self._crawl_max))
+        self.crawling = (self.crawling | begin) & ~end
+        self.crawl_reads = torch.where(begin | end, torch.zeros_like(self.crawl_reads), self.crawl_reads)
+        self.stopped = torch.where(begin, torch.zeros_like(self.stopped), self.stopped)
+        self.crawl_side = torch.where(self.crawling & read, side, self.crawl_side)
 
     def reset(self, mask: np.ndarray | torch.Tensor) -> None:
         """Start the clocks afresh for the cars in ``mask`` (N,) bool (their episode ended)."""
@@ -241,10 +302,14 @@ class RecoveryReflex:
         self.waited[mask] = 0
         self.cycles[mask] = 0
         self.backwards[mask] = 0
+        self.crawling[mask] = False
+        self.crawl_steps[mask] = 0
+        self.crawl_reads[mask] = 0
         self.yaw_rates[mask] = 0.0
 
     def state_dict(self) -> dict:
-        keys = ("stopped", "since", "side", "count", "yaw_rates", "waited", "cycles", "backwards")
+        keys = ("stopped", "since", "side", "count", "yaw_rates", "waited", "cycles", "backwards", "crawling",
+                "crawl_steps", "crawl_reads", "crawl_side")
         return {**{key: getattr(self, key).clone() for key in keys}, "ring": self._ring}
 
     def load_state_dict(self, state: dict) -> None:
