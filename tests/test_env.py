@@ -278,10 +278,12 @@ def test_parked_cars_do_not_take_part_in_the_race():
         obs_c, rew_c, *_ = curriculum.step(a)
         obs_4, rew_4, *_ = four.step(a)
     c, f = curriculum.batch.state, four.batch.state
-    assert torch.equal(c.x[:, :4], f.x) and torch.equal(c.y[:, :4], f.y)
+    # the same to float32's rounding: a batch of 20 cars and one of 4 may sum in another order (on an AVX2 CPU
+    # the positions differ by some 4e-6 m after 40 steps; on AVX-512 they were equal to the bit)
+    assert torch.allclose(c.x[:, :4], f.x, rtol=0, atol=1e-4) and torch.allclose(c.y[:, :4], f.y, rtol=0, atol=1e-4)
     for key in obs_c:
-        assert np.array_equal(obs_c[key], obs_4[key]), key
-    assert rew_c == rew_4
+        assert np.allclose(obs_c[key], obs_4[key], rtol=1e-5, atol=1e-3), key
+    assert rew_c == pytest.approx(rew_4, abs=1e-5)
     # the parked cars stand still on their spots, far from everything
     park = curriculum.batch.parking
     assert torch.equal(c.x[0, 4:], park.x[4:]) and (c.speed_mps[0, 4:] == 0).all()
