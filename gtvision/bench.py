@@ -347,6 +347,27 @@ def bench_learner(presets=("paper", "cpu"), updates=(3, 20), device: str = "cpu"
     return {"matmul_gflops": gflops, "rows": rows}
 
 
+def _median_times(calls: dict, block: int, rounds: int, device, prepare=None) -> dict:
+    """Seconds per call of each of ``calls`` (name -> a function of no arguments), measured in the same run: every
+    round times a block of ``block`` calls of each in turn, after a warm-up round; the median over ``rounds``.
+    ``prepare(name)``, untimed, before each block."""
+    import statistics
+
+    times = {name: [] for name in calls}
+    for r in range(rounds + 1):  # round 0 warms up
+        for name, call in calls.items():
+            if prepare is not None:
+                prepare(name)
+            t0 = time.perf_counter()
+            for _ in range(block):
+                call()
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            if r > 0:
+                times[name].append((time.perf_counter() - t0) / block)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 UPDATE_CHOICES = (
     ("as the preset", {}),
     ("channels-last convolutions", {"agent.channels_last": True}),
@@ -372,8 +393,6 @@ def bench_update(preset_name: str = "cpu", variant: str = "asymmetric", choices=
     ``speedup``: the preset's update time over the choice's. ``critic_rows_per_s`` and ``actor_rows_per_s``: the
     trained rows each network learns from per second (a delayed actor or a smaller actor batch trains on fewer
     rows per update: what an update buys, not only what it costs)."""
-    import statistics
-
     from .agent.presets import apply_overrides, get_preset
     from .agent.qrsac import QRSACAgent
     from .env.racing import action_space, observation_space
@@ -390,19 +409,11 @@ def bench_update(preset_name: str = "cpu", variant: str = "asymmetric", choices=
         agent = QRSACAgent(observation_space(), action_space(), preset.agent, device, burn_in=preset.replay.burn_in)
         batch = _learner_batch(agent, preset, seed)
         runs.append((name, overrides, preset, agent, batch))
-    times = {name: [] for name, *_ in runs}
-    for r in range(rounds + 1):  # round 0 warms up
-        for name, _, _, agent, batch in runs:
-            t0 = time.perf_counter()
-            for _ in range(block):
-                agent.update(batch)
-            if agent.device.type == "cuda":
-                torch.cuda.synchronize()
-            if r > 0:
-                times[name].append((time.perf_counter() - t0) / block)
-    rows, reference = [], statistics.median(times[runs[0][0]])
+    times = _median_times({name: (lambda agent=agent, batch=batch: agent.update(batch))
+                           for name, _, _, agent, batch in runs}, block, rounds, device)
+    rows, reference = [], times[runs[0][0]]
     for name, overrides, preset, agent, _ in runs:
-        update_s = statistics.median(times[name])
+        update_s = times[name]
         B, L = preset.replay.batch_sequences, preset.replay.seq_len
         m = B if preset.agent.actor_sequences is None else min(B, preset.agent.actor_sequences)
         rows.append({"choice": name, "set": " ".join(f"{k}={v}" for k, v in overrides.items()),
@@ -426,8 +437,6 @@ def bench_act(checkpoint, races: int = 100, steps: int = 10, rounds: int = 3, sc
     encoders compute, ``AgentConfig.COMPUTE_SETTINGS``: the same weights), measured in the same run: every round
     runs a block of ``steps`` steps of each choice in turn on the same races, after a warm-up round; a row's time is
     the median over rounds. ``speedup``: float32's step time over the choice's."""
-    import statistics
-
     from .agent.networks import ImageEncoder
     from .agent.rollout import Rollout
     from .evaluation import race_envs
@@ -439,21 +448,16 @@ def bench_act(checkpoint, races: int = 100, steps: int = 10, rounds: int = 3, sc
                          "no image, or the BIAI)")
     exported = (agent.config.image_dtype, agent.config.channels_last)
     rollout = Rollout(envs, agent, seed=seed, eval_mode=True)
-    times = {name: [] for name, *_ in ACT_CHOICES}
-    for r in range(rounds + 1):  # round 0 warms up
-        for name, dtype, channels_last in ACT_CHOICES:
-            for encoder in encoders:
-                encoder.set_compute(dtype, channels_last)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                rollout.step(None)
-            if agent.device.type == "cuda":
-                torch.cuda.synchronize()
-            if r > 0:
-                times[name].append((time.perf_counter() - t0) / steps)
-    reference = statistics.median(times[ACT_CHOICES[0][0]])
-    rows = [{"choice": name, "step_ms": 1000 * statistics.median(times[name]),
-             "speedup": reference / statistics.median(times[name]),
+    settings = {name: (dtype, channels_last) for name, dtype, channels_last in ACT_CHOICES}
+
+    def prepare(name):
+        for encoder in encoders:
+            encoder.set_compute(*settings[name])
+
+    times = _median_times({name: (lambda: rollout.step(None)) for name in settings}, steps, rounds, agent.device,
+                          prepare)
+    reference = times[ACT_CHOICES[0][0]]
+    rows = [{"choice": name, "step_ms": 1000 * times[name], "speedup": reference / times[name],
              "exported": (dtype, channels_last) == exported} for name, dtype, channels_last in ACT_CHOICES]
     return {"checkpoint": str(checkpoint), "races": races, "device": str(device), "encoders": len(encoders),
             "rows": rows}

@@ -352,10 +352,10 @@ def test_an_agent_exported_with_a_safety_layer_races_with_it(tmp_path, capsys):
                      "--set", "agent.side_keeper=true"]) == 2
     assert "needs an actor that reads ['opponent_grid']" in capsys.readouterr().err
     # how the networks compute (AgentConfig.COMPUTE_SETTINGS) may change too: the same weights, run at another dtype
-    assert run_preset_dtype(vision) == "float32"
+    assert _image_dtype(vision) == "float32"
     assert cli.main(["export", "--checkpoint", str(vision), "--out", str(tmp_path / "bf16"),
                      "--set", "agent.image_dtype=bfloat16", "--set", "agent.channels_last=true"]) == 0
-    assert run_preset_dtype(tmp_path / "bf16") == "bfloat16"
+    assert _image_dtype(tmp_path / "bf16") == "bfloat16"
     envs, loaded = race_envs(tmp_path / "bf16", "tokyo", 1, 1, "cpu", opponents=0)
     encoders = [m for m in loaded.actor.modules() if type(m).__name__ == "ImageEncoder"]
     assert encoders and all(e.autocast and e.channels_last for e in encoders)
@@ -366,5 +366,5 @@ def test_an_agent_exported_with_a_safety_layer_races_with_it(tmp_path, capsys):
     assert "image_dtype" in capsys.readouterr().err and not (tmp_path / "f16").exists()
 
 
-def run_preset_dtype(run) -> str:
+def _image_dtype(run) -> str:
     return checkpoints.run_preset(run).agent.image_dtype

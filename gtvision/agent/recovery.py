@@ -90,8 +90,8 @@ CRAWL_ENTER = 2
 wrong reading on the grid does not start it."""
 CRAWL_CLEAR = 10
 """With ``crawl``: the turn ends after this many readings of 'along the course' in a row (control steps): the nose
-turns on by some 40 degrees meanwhile, so that the policy takes the wheel well short of square to the course, where
-it drives into the barrier ahead (the wall bench: 185 escapes with 3, 196 with 10, 195 with 20)."""
+turns on for a second more, so that the policy does not take the wheel nearly square to the course, where it
+drives into the barrier ahead (the wall bench: 185 escapes with 3, 196 with 10, 195 with 20)."""
 CRAWL_STOP_S = 1.0
 """With ``crawl``: a turning car stopped this long (s) has its nose at a barrier: a reflex cycle backs it off
 (``trigger_s`` otherwise)."""
