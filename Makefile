@@ -91,10 +91,10 @@ biai-race: $(BIN)/.installed
 test: test-unit test-notebooks
 
 test-unit: $(BIN)/.installed
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=25 tests
 
 test-notebooks: $(BIN)/.installed
-	$(BIN)/python -m pytest -q --nbval-lax notebooks
+	$(BIN)/python -m pytest -q --durations=10 --nbval-lax notebooks
 
 bench: $(BIN)/.installed
 	$(BIN)/gtvision bench sim
