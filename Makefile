@@ -7,7 +7,8 @@
 #                skips the first two steps (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward:
 #                the committed vision agent's recipe, run V21)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
-#   make test    unit tests, then the notebooks under nbval
+#   make test    unit tests, then the notebooks under nbval, TEST_WORKERS at a time (pytest-xdist; 2: this
+#                project's 2-core machines and CI)
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
 #   make reproduce  the papermill batch: the notebooks executed with papermill_runs/params/*.yaml into
 #                papermill_runs/<run>/ (python -m gtvision.reproduce); a subset: make reproduce SCENARIOS=tokyo
@@ -20,6 +21,7 @@ BIN := $(VENV)/bin
 SCENARIO ?= tokyo
 LAPS ?= 4
 RACES ?= 4
+TEST_WORKERS ?= 2
 # the recipe (README, "The vision agent"): a GT Sophy teacher of TEACHER_STEPS environment steps (275 epochs: with
 # --seed 0 --threads 1 these are R1's first 275, whose epoch 250 won 98 of 100 held-out races), its checkpoints from
 # TEACHER_FROM_EPOCH raced 8 times each (seed 1000) and the best mean margin kept, then DISTILL_ROUNDS rounds of DAgger
@@ -91,10 +93,10 @@ biai-race: $(BIN)/.installed
 test: test-unit test-notebooks
 
 test-unit: $(BIN)/.installed
-	$(BIN)/python -m pytest -q --durations=25 tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25 tests
 
 test-notebooks: $(BIN)/.installed
-	$(BIN)/python -m pytest -q --durations=10 --nbval-lax notebooks
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=10 --nbval-lax notebooks
 
 bench: $(BIN)/.installed
 	$(BIN)/gtvision bench sim

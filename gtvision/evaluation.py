@@ -110,12 +110,14 @@ def race_envs(driver, scenario: str, num_envs: int, laps: int, device: str, max_
 
 
 def evaluate(driver: str | os.PathLike = "biai", scenario: str = "tokyo", episodes: int = 8, seed: int = 0,
-             device: str = "cpu", laps: int = 4, progress: bool = True, opponents: int | None = None) -> pd.DataFrame:
+             device: str = "cpu", laps: int = 4, progress: bool = True, opponents: int | None = None,
+             max_time_s: float | None = None) -> pd.DataFrame:
     """Race ``episodes`` 4-lap races (batched) with ``driver`` in the agent's seat; one row per episode.
-    ``opponents`` (0..19) thins the grid: 0 is a time trial from the back of the grid."""
+    ``opponents`` (0..19) thins the grid: 0 is a time trial from the back of the grid. ``max_time_s`` cuts the
+    races short (unfinished at that time; the default is the environment's limit for ``laps``)."""
     if not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
-    envs, agent = race_envs(driver, scenario, episodes, laps, device, opponents=opponents)
+    envs, agent = race_envs(driver, scenario, episodes, laps, device, max_time_s=max_time_s, opponents=opponents)
     rollout = Rollout(envs, agent, seed=seed, eval_mode=True)
     batch = envs.unwrapped.batch
     active = np.ones(episodes, bool)

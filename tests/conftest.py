@@ -3,6 +3,7 @@ helpers that put cars on a track (``from conftest import place_cars, pose_at``).
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -11,6 +12,13 @@ from gtvision.sim.track import TrackSpec, build_track
 
 STRAIGHT_M = 2000.0
 """Length of each straight of the test ovals (m)."""
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs a worker a core), each worker computes on one torch thread: the workers
+    together fill the cores, and more threads a worker would only wait on each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -338,7 +338,8 @@ def test_an_agent_exported_with_a_safety_layer_races_with_it(tmp_path, capsys):
     (a,), (b,) = (list((d / "checkpoints").iterdir()) for d in (first, shielded))
     actors = [torch.load(c / "trainer.pt", weights_only=False)["agent"]["actor"] for c in (a, b)]
     assert all(torch.equal(actors[0][k], actors[1][k]) for k in actors[0])
-    assert len(evaluate(shielded, "tokyo", episodes=1, seed=0, laps=1, progress=False)) == 1
+    (row,) = evaluate(shielded, "tokyo", episodes=1, seed=0, laps=1, progress=False, max_time_s=3.0).to_dict("records")
+    assert not row["finished"] and row["race_time_s"] == pytest.approx(3.0, abs=0.11)  # cut short: a smoke agent
     capsys.readouterr()
     assert cli.main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "x"),
                      "--set", "agent.hidden_size=8"]) == 2
@@ -359,7 +360,7 @@ def test_an_agent_exported_with_a_safety_layer_races_with_it(tmp_path, capsys):
     envs, loaded = race_envs(tmp_path / "bf16", "tokyo", 1, 1, "cpu", opponents=0)
     encoders = [m for m in loaded.actor.modules() if type(m).__name__ == "ImageEncoder"]
     assert encoders and all(e.autocast and e.channels_last for e in encoders)
-    assert len(evaluate(tmp_path / "bf16", "tokyo", episodes=1, seed=0, laps=1, progress=False)) == 1
+    assert len(evaluate(tmp_path / "bf16", "tokyo", episodes=1, seed=0, laps=1, progress=False, max_time_s=3.0)) == 1
     capsys.readouterr()
     assert cli.main(["export", "--checkpoint", str(vision), "--out", str(tmp_path / "f16"),
                      "--set", "agent.image_dtype=float16"]) == 2

@@ -397,21 +397,22 @@ def test_with_crawl_a_slow_car_read_backwards_turns_round_at_full_lock_towards_t
     """Car 0 stands facing backwards, nose left: after two readings it steers to the right lock at a crawl (throttle,
     at most CRAWL_THROTTLE) until the compass reads it along the course three times in a row, then the policy drives.
     Car 1 faces backwards at 20 m/s (racing: never); car 2 reads backwards once only (one wrong reading: never).
-    Car 3 turns but stands still (its nose at a barrier): after CRAWL_STOP_S a reflex cycle backs it off."""
+    Car 3 turns but stands still (its nose at a barrier): after CRAWL_STOP_S a reflex cycle backs it off. Car 4 slides
+    backwards at 10 m/s in a spin, its forward speed -10 (not a crawl: never; the plain reflex's clock counts it)."""
     from gtvision.agent.recovery import CRAWL_CLEAR, CRAWL_ENTER, CRAWL_STOP_S, CRAWL_THROTTLE
 
-    reflex = RecoveryReflex(4, trigger_s=1.5, reverse_s=1.0, exit_s=1.0, exit_throttle=0.3, side="compass",
+    reflex = RecoveryReflex(5, trigger_s=1.5, reverse_s=1.0, exit_s=1.0, exit_throttle=0.3, side="compass",
                             compass=_Compass(), crawl=True)
-    images = np.zeros((4, 8, 8, 3), np.uint8)
+    images = np.zeros((5, 8, 8, 3), np.uint8)
     images[:, 0, 0] = (255, 255, 0)                                   # backwards, nose left
-    policy = np.full((4, 2), 0.7, np.float32)                        # the policy: left, throttle
-    speeds, outs, crawling = [2.0, 20.0, 2.0, 0.0], [], []
+    policy = np.full((5, 2), 0.7, np.float32)                        # the policy: left, throttle
+    speeds, outs, crawling = [2.0, 20.0, 2.0, 0.0, -10.0], [], []
     for step in range(45):
         if step == 1:
             images[2, 0, 0, 1] = 0                                    # car 2 reads along from its second step
         if step == 20:
             images[0, 0, 0, 1] = 0                                    # car 0 faces along the course from step 20
-        outs.append(reflex(policy, _proprio(speeds, [0.0] * 4), images))
+        outs.append(reflex(policy, _proprio(speeds, [0.0] * 5), images))
         crawling.append(reflex.crawling.tolist())
     outs, crawling = np.array(outs), np.array(crawling)
     first = CRAWL_ENTER - 1
@@ -425,6 +426,13 @@ def test_with_crawl_a_slow_car_read_backwards_turns_round_at_full_lock_towards_t
     assert crawling[stop, 3] and reflex.count[3] >= 1
     assert outs[stop + 1, 3, 1] == -1.0 and outs[stop + 1, 3, 0] > 0  # backing: the wheel to the nose's side (left)
     assert outs[first + 1, 3, 0] < 0                                  # before it, turning right
+    assert not crawling[:, 4].any() and np.allclose(outs[:14, 4], 0.7)  # the spin: the policy's, then the reflex's
+    sideways = RecoveryReflex(1, 1.5, 1.0, 1.0, 0.3, side="compass", compass=_Compass(), crawl=True)
+    slide = _proprio([1.0], [0.0])
+    slide[0, FORWARD_SPEED + 1] = 12.0                                # 1 m/s forward, 12 m/s sideways: no crawl
+    for _ in range(5):
+        sideways(policy[:1], slide, images[:1])
+    assert not sideways.crawling[0]
     with pytest.raises(ValueError, match="side 'compass'"):
         RecoveryReflex(1, 1.0, 1.0, 1.0, 0.3, crawl=True)
     with pytest.raises(ValueError, match="recovery_side='compass'"):

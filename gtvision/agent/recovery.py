@@ -66,6 +66,8 @@ STEER_GAIN = 10.0
 _BLOCKS = {name: start for name, start, _, _ in PROPRIO_LAYOUT}
 FORWARD_SPEED = _BLOCKS["v"]
 """Index in ``proprio`` of the forward speed (m/s)."""
+LATERAL_SPEED = FORWARD_SPEED + 1
+"""Index in ``proprio`` of the sideways speed (m/s, + left)."""
 STEER_COMMAND = _BLOCKS["u"]
 """Index in ``proprio`` of the steering command (commanded angle / full lock, + left)."""
 YAW_WINDOW_S = 3.0
@@ -80,7 +82,9 @@ WRONG_WAY_MPS = 8.0
 crawling the wrong way after a spin, not one racing)."""
 CRAWL_MPS = 5.0
 """With ``crawl``: the speed (m/s) the car turns round at, and below which a compass reading of 'backwards' starts the
-turn (the BIAI's ``turnaround_mps``)."""
+turn (the BIAI's ``turnaround_mps``). The speed over the ground, forward and sideways: a car sliding backwards in a
+spin has a forward speed below it (negative) at any pace (thirty-third session: the first version, on the forward
+speed, began a turn at 16 m/s in the middle of a spin, and the reflex's back-off with it, into the barrier)."""
 CRAWL_GAIN = 0.45
 """With ``crawl``: pedal per m/s short of ``CRAWL_MPS`` (the BIAI's ``speed_gain``); the throttle at most
 ``CRAWL_THROTTLE``."""
@@ -93,8 +97,8 @@ CRAWL_CLEAR = 10
 turns on for a second more, so that the policy does not take the wheel nearly square to the course, where it
 drives into the barrier ahead (the wall bench: 185 escapes with 3, 196 with 10, 195 with 20)."""
 CRAWL_STOP_S = 1.0
-"""With ``crawl``: a turning car stopped this long (s) has its nose at a barrier: a reflex cycle backs it off
-(``trigger_s`` otherwise)."""
+"""With ``crawl``: a turning car stopped this long (s; below ``recovery_stop_mps`` over the ground) has its nose at
+a barrier: a reflex cycle backs it off (``trigger_s`` otherwise)."""
 CRAWL_MAX_S = 12.0
 """With ``crawl``: a turn lasts at most this long (s), then the policy drives."""
 SWING_LOCK = 0.9
@@ -213,15 +217,16 @@ class RecoveryReflex:
         (``side='compass'``) where a reflex begins."""
         p = torch.as_tensor(proprio).float().cpu()
         speed, steer = p[:, FORWARD_SPEED], p[:, STEER_COMMAND]
-        self.stopped = torch.where((speed < self.stop_mps) & ~self.acting(), self.stopped + 1,
-                                   torch.zeros_like(self.stopped))
+        planar = torch.hypot(speed, p[:, LATERAL_SPEED])   # the crawl's speed: not a car sliding backwards in a spin
+        halted = torch.where(self.crawling, planar < self.stop_mps, speed < self.stop_mps)
+        self.stopped = torch.where(halted & ~self.acting(), self.stopped + 1, torch.zeros_like(self.stopped))
         start = self.stopped >= torch.where(self.crawling, self._crawl_stop, self._trigger)
         compass_rows = logits = None
         if self.side_rule == "compass":
             last = self.since == self._reverse + self._exit + self.waited - 1   # a cycle's last step was the one before
             again = last & (self.cycles < TURN_CYCLES) if self.turn else torch.zeros_like(start)
             watch = (speed < WRONG_WAY_MPS) & ~self.acting() if self.wrong_way_s > 0 else torch.zeros_like(start)
-            slow = ((speed < CRAWL_MPS) & ~self.acting()) | self.crawling if self.crawl else torch.zeros_like(start)
+            slow = ((planar < CRAWL_MPS) & ~self.acting()) | self.crawling if self.crawl else torch.zeros_like(start)
             compass_rows = torch.nonzero(start | again | watch | slow).squeeze(1)
             backwards = torch.zeros_like(start)
             read = torch.zeros_like(start)
@@ -250,7 +255,7 @@ class RecoveryReflex:
         elif logits is not None:
             side[compass_rows] = torch.where(logits[:, 1] > 0, -1.0, 1.0)   # nose left: turn it right, to the course
         if self.crawl:
-            self._crawl_update(read, backwards, speed, side, start)
+            self._crawl_update(read, backwards, planar, side, start)
         self.side = torch.where(start, side, self.side)
         self.since = torch.where(start, torch.zeros_like(self.since), (self.since + 1).clamp(max=NOT_ACTING))
         self.stopped = torch.where(start, torch.zeros_like(self.stopped), self.stopped)
@@ -279,10 +284,10 @@ class RecoveryReflex:
         out[:, 1] = torch.where(backing.to(dev), torch.full_like(pedal, -1.0), pedal)
         return out if torch.is_tensor(action) else out.numpy().astype(np.asarray(action).dtype)
 
-    def _crawl_update(self, read, backwards, speed, side, start) -> None:
+    def _crawl_update(self, read, backwards, planar, side, start) -> None:
         """With ``crawl``: start, steer and end the turns at a crawl from this step's compass readings (``read``:
-        the cars it read; ``backwards``, ``side``: what it read)."""
-        slow_back = read & backwards & (speed < CRAWL_MPS) & ~self.crawling
+        the cars it read; ``backwards``, ``side``: what it read; ``planar``: the speed over the ground, m/s)."""
+        slow_back = read & backwards & (planar < CRAWL_MPS) & ~self.crawling
         along = read & ~backwards & self.crawling
         self.crawl_reads = torch.where(slow_back | along, self.crawl_reads + 1, torch.zeros_like(self.crawl_reads))
         begin = ~self.crawling & (self.crawl_reads >= CRAWL_ENTER) & ~start & ~self.acting()

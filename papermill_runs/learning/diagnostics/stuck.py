@@ -4,7 +4,9 @@ step's last physics tick; ``car_time_s``, ``wall_time_s``: the race's totals so 
 the step's six ticks), the actions, place.
 With TEACHER, the teacher's mean action at every state (``t_steer``, ``t_pedal``): what DAgger would label it.
 Usage: python stuck.py CHECKPOINT RACES SEED [OUT.csv [TEACHER]]  (the races of `gtvision evaluate` with that seed,
-bit for bit when they ran on 1 thread: a bfloat16 encoder's sums differ with the thread count)."""
+bit for bit when they ran on 1 thread: a bfloat16 encoder's sums differ with the thread count).
+With the reflex, its state too (``reflex``: steps since it started, ``crawl``: turning round at a crawl).
+MAX_S=T stops the races at T seconds (for a race known to end before: the others need not run on)."""
 import os, sys, math, collections, numpy as np, torch, pandas as pd
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))  # THREADS=2: the races of `evaluate --threads 2`
 from gtvision.evaluation import race_envs
@@ -25,7 +27,9 @@ track = b.track
 last = [collections.deque(maxlen=160) for _ in range(n)]
 ends = {}
 live = np.ones(n, bool); t = 0
-while live.any() and t < 6000:
+max_steps = round(float(os.environ.get("MAX_S", "600")) * 10)
+rx = ro.reflex
+while live.any() and t < max_steps:
     st = ro.step(None)
     s = b.state
     head = track.heading_rad[s.station[:, 0]]
@@ -42,6 +46,7 @@ while live.any() and t < 6000:
                             place=int(st.info["place"][r]), progress=float(s.progress_m[r, 0]),
                             stuck_s=float(st.info["stuck_time_s"][r]),
                             car_time_s=float(s.car_contact_time_s[r, 0]), wall_time_s=float(s.wall_time_s[r, 0]),
+                            **({} if rx is None else dict(reflex=int(rx.since[r]), crawl=bool(rx.crawling[r]))),
                             **({} if driver is agent else dict(zip(("t_steer", "t_pedal"),
                                                                    np.tanh(driver.labels[r, :2]).tolist())))))
     done = live & (np.asarray(st.terminated) | np.asarray(st.truncated))
@@ -63,4 +68,4 @@ for r in bad:
     print(d.loc[drop - 3:drop + 2][["t", "v", "heading_deg", "lat", "wall", "car", "car_time_s", "wall_time_s",
                                     "steer", "pedal", "place"]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(d.iloc[::10][["t", "v", "vx", "heading_deg", "lat", "wall", "car", "car_rel_m", "steer", "pedal", "gear",
-                        "place", "stuck_s"] + (["t_steer", "t_pedal"] if driver is not agent else [])].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+                        "place", "stuck_s"] + (["reflex", "crawl"] if rx is not None else []) + (["t_steer", "t_pedal"] if driver is not agent else [])].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
