@@ -8,7 +8,7 @@
 #                the committed vision agent's recipe, run V21)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval, TEST_WORKERS at a time (pytest-xdist; 2: this
-#                project's 2-core machines and CI)
+#                project's 2-core machines and CI; a notebook's cells stay on one worker: --dist loadfile)
 #   make bench   simulator throughput next to gymnasium's CarRacing-v3, then the envs next to the simulator
 #   make reproduce  the papermill batch: the notebooks executed with papermill_runs/params/*.yaml into
 #                papermill_runs/<run>/ (python -m gtvision.reproduce); a subset: make reproduce SCENARIOS=tokyo
@@ -96,7 +96,7 @@ test-unit: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25 tests
 
 test-notebooks: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=10 --nbval-lax notebooks
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10 --nbval-lax notebooks
 
 bench: $(BIN)/.installed
 	$(BIN)/gtvision bench sim
