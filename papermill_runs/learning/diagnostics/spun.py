@@ -3,8 +3,11 @@
 it); an episode *recovers* when the learner has gained 100 m of course progress facing within 30 degrees of the
 course's direction, within 30 s. Prints the share recovered, the median time to recover, and the share by start
 speed.
-Usage: python spun.py CHECKPOINT EPISODES SEED [OPPONENTS]"""
-import sys, math, numpy as np, torch, gymnasium as gym
+Usage: python spun.py CHECKPOINT EPISODES SEED [OPPONENTS]
+GROUND=1: the recovery reflex's stop clock reads the speed over the ground (forward and sideways) instead of the
+forward speed, which is below 1 m/s (negative) in a car sliding backwards at any pace (thirty-third session; for a
+reflex without the compass, the forward speed is read for nothing else)."""
+import os, sys, math, numpy as np, torch, gymnasium as gym
 torch.set_num_threads(1)
 import gtvision  # noqa: F401
 from gtvision import checkpoints
@@ -20,6 +23,17 @@ kw = env_kwargs_for("gtvision/Tokyo-v0", kw, checkpoints.run_preset(run_dir).age
 envs = gym.make_vec("gtvision/Tokyo-v0", num_envs=n, **kw)
 agent = checkpoints.load_actor(ck, envs.single_observation_space, envs.single_action_space, "cpu")
 ro = Rollout(envs, agent, seed=seed, eval_mode=True)
+if os.environ.get("GROUND"):
+    from hook import wrap_reflex
+    reflex = ro.reflex
+    assert reflex is not None and reflex.side_rule != "compass", "GROUND: a reflex that reads the forward speed only"
+
+    def on_ground(action, proprio, image=None):
+        p = torch.as_tensor(proprio).clone()
+        p[:, 0] = torch.hypot(p[:, 0], p[:, 1])
+        return reflex(action, p.numpy() if isinstance(proprio, np.ndarray) else p, image)
+
+    wrap_reflex(ro, on_ground)
 b = envs.unwrapped.batch
 speed0 = b.state.speed_mps[:, 0].clone().numpy()   # after Rollout's reset
 p0 = b.state.progress_m[:, 0].clone()
