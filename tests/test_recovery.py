@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from gtvision.agent.config import AgentConfig
-from gtvision.agent.recovery import FORWARD_SPEED, STEER_COMMAND, YAW_RATE, YAW_WINDOW_S, RecoveryReflex
+from gtvision.agent.recovery import (FORWARD_SPEED, LATERAL_SPEED, STEER_COMMAND, YAW_RATE, YAW_WINDOW_S,
+                                     RecoveryReflex)
 from gtvision.agent.rollout import Rollout
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -429,7 +430,7 @@ def test_with_crawl_a_slow_car_read_backwards_turns_round_at_full_lock_towards_t
     assert not crawling[:, 4].any() and np.allclose(outs[:14, 4], 0.7)  # the spin: the policy's, then the reflex's
     sideways = RecoveryReflex(1, 1.5, 1.0, 1.0, 0.3, side="compass", compass=_Compass(), crawl=True)
     slide = _proprio([1.0], [0.0])
-    slide[0, FORWARD_SPEED + 1] = 12.0                                # 1 m/s forward, 12 m/s sideways: no crawl
+    slide[0, LATERAL_SPEED] = 12.0                                # 1 m/s forward, 12 m/s sideways: no crawl
     for _ in range(5):
         sideways(policy[:1], slide, images[:1])
     assert not sideways.crawling[0]

@@ -84,7 +84,7 @@ CRAWL_MPS = 5.0
 """With ``crawl``: the speed (m/s) the car turns round at, and below which a compass reading of 'backwards' starts the
 turn (the BIAI's ``turnaround_mps``). The speed over the ground, forward and sideways: a car sliding backwards in a
 spin has a forward speed below it (negative) at any pace (thirty-third session: the first version, on the forward
-speed, began a turn at 16 m/s in the middle of a spin, and the reflex's back-off with it, into the barrier; 200 races
+speed, began a turn at 25 m/s in the middle of a spin, and the reflex's back-off with it, into the barrier; 200 races
 of seed 130,000 finish 198 this way against 199: README, "The crawl and a spin")."""
 CRAWL_GAIN = 0.45
 """With ``crawl``: pedal per m/s short of ``CRAWL_MPS`` (the BIAI's ``speed_gain``); the throttle at most
@@ -218,7 +218,7 @@ class RecoveryReflex:
         (``side='compass'``) where a reflex begins."""
         p = torch.as_tensor(proprio).float().cpu()
         speed, steer = p[:, FORWARD_SPEED], p[:, STEER_COMMAND]
-        planar = torch.hypot(speed, p[:, LATERAL_SPEED])   # the crawl's speed: not a car sliding backwards in a spin
+        planar = torch.hypot(speed, p[:, LATERAL_SPEED]) if self.crawl else speed   # not a spin's slide
         halted = torch.where(self.crawling, planar < self.stop_mps, speed < self.stop_mps)
         self.stopped = torch.where(halted & ~self.acting(), self.stopped + 1, torch.zeros_like(self.stopped))
         start = self.stopped >= torch.where(self.crawling, self._crawl_stop, self._trigger)

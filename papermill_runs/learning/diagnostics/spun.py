@@ -25,12 +25,13 @@ agent = checkpoints.load_actor(ck, envs.single_observation_space, envs.single_ac
 ro = Rollout(envs, agent, seed=seed, eval_mode=True)
 if os.environ.get("GROUND"):
     from hook import wrap_reflex
+    from gtvision.agent.recovery import FORWARD_SPEED, LATERAL_SPEED
     reflex = ro.reflex
     assert reflex is not None and reflex.side_rule != "compass", "GROUND: a reflex that reads the forward speed only"
 
     def on_ground(action, proprio, image=None):
         p = torch.as_tensor(proprio).clone()
-        p[:, 0] = torch.hypot(p[:, 0], p[:, 1])
+        p[:, FORWARD_SPEED] = torch.hypot(p[:, FORWARD_SPEED], p[:, LATERAL_SPEED])
         return reflex(action, p.numpy() if isinstance(proprio, np.ndarray) else p, image)
 
     wrap_reflex(ro, on_ground)
