@@ -147,14 +147,14 @@ def cmd_evaluate(args) -> int:
     _threads(args.threads)
     driver = args.checkpoint or args.driver
     table = evaluate(driver, args.scenario, args.episodes, args.seed, args.device, laps=args.laps,
-                     progress=not args.quiet, opponents=args.opponents)
+                     progress=not args.quiet, opponents=args.opponents, max_time_s=args.max_time)
     name = results_name(driver, args.scenario)
     full_grid = args.opponents is None or args.opponents == MAX_OPPONENTS
     if not full_grid:
         name += f"_opponents{args.opponents}"
     # the races' settings, as `gtvision select` records them: a checkpoint's table is not raced again by select
     races = ({"scenario": args.scenario, "episodes": args.episodes, "seed": args.seed, "laps": args.laps}
-             if full_grid and args.checkpoint else None)
+             if full_grid and args.checkpoint and args.max_time is None else None)
     csv, _ = write_results(table, args.out, name, races)
     s = summarize(table)
     if len(table) <= 20:  # a few races: the table itself
@@ -432,6 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"BIAI cars on the grid, 0..{MAX_OPPONENTS} (default {MAX_OPPONENTS}, the paper's race; "
                         "0: a time trial from the back of the grid)")
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--max-time", type=float, default=None,
+                   help="cut the races after this many seconds (unfinished then; default: the race's own limit)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--threads", type=int, default=None)
     e.add_argument("--out", default="runs/eval")

@@ -62,6 +62,20 @@ def test_biai_in_the_agents_seat_races_from_the_back_and_the_table_is_consistent
     assert js.exists()
 
 
+def test_evaluate_cuts_races_at_max_time_and_refuses_a_bad_one(tmp_path, capsys):
+    from gtvision import cli
+
+    assert cli.main(["evaluate", "--driver", "biai", "--episodes", "2", "--laps", "1", "--max-time", "4",
+                     "--threads", "1", "--quiet", "--out", str(tmp_path)]) == 0
+    assert "finished 0/2" in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "eval_tokyo_biai.csv")
+    assert (~table["finished"]).all() and table["race_time_s"].between(3.9, 4.2).all()
+    assert table["progress_m"].between(-200, 100).all()  # 4 s from the back of the grid: short of the line's 100 m
+    assert cli.main(["evaluate", "--driver", "biai", "--episodes", "1", "--max-time", "-1", "--quiet",
+                     "--out", str(tmp_path)]) == 2
+    assert "max_time_s must be a positive number of seconds, got -1.0" in capsys.readouterr().err
+
+
 def test_a_time_trial_has_no_opponents_and_bad_grids_are_refused(tmp_path, capsys):
     from gtvision import cli
 
