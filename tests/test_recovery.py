@@ -438,3 +438,29 @@ def test_with_crawl_a_slow_car_read_backwards_turns_round_at_full_lock_towards_t
         RecoveryReflex(1, 1.0, 1.0, 1.0, 0.3, crawl=True)
     with pytest.raises(ValueError, match="recovery_side='compass'"):
         AgentConfig(recovery_crawl=True)
+
+
+def test_a_turn_at_a_crawl_keeps_the_side_it_began_with_and_its_back_offs_turn_the_same_way():
+    """Near 180 degrees the compass's side flips with a few degrees of heading (thirty-fourth session: a car turning
+    round swung back and forth, each back-off undoing the turn). Car 0 begins its turn nose left (steering right); its
+    readings then say nose right while still backwards: it keeps steering right. Car 1 does the same standing at a
+    barrier: its back-off steers the wheel left (reversing, the nose goes on turning right), as it would have had the
+    reading not flipped."""
+    from gtvision.agent.recovery import CRAWL_ENTER, CRAWL_STOP_S
+
+    reflex = RecoveryReflex(2, trigger_s=1.5, reverse_s=1.0, exit_s=1.0, exit_throttle=0.3, side="compass",
+                            compass=_Compass(), crawl=True)
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    images[:, 0, 0] = (255, 255, 0)                                   # backwards, nose left
+    policy = np.full((2, 2), 0.7, np.float32)
+    outs = []
+    for step in range(20):
+        if step == CRAWL_ENTER + 1:
+            images[:, 0, 0, 0] = 0                                    # still backwards, now read nose right
+        outs.append(reflex(policy, _proprio([2.0, 0.0], [0.0, 0.0]), images))
+    outs = np.array(outs)
+    assert reflex.crawling.all() and reflex.count[0] == 0
+    assert (outs[CRAWL_ENTER - 1:, 0, 0] < 0).all()                   # right all along, the flip notwithstanding
+    stop = CRAWL_ENTER - 1 + round(CRAWL_STOP_S * 10)                 # car 1's back-off, begun after the flip
+    assert reflex.count[1] == 1 and reflex.side[1] == -1.0
+    assert outs[stop + 1, 1, 1] == -1.0 and outs[stop + 1, 1, 0] > 0  # backing with the wheel to the left

@@ -44,6 +44,9 @@ backwards below ``CRAWL_MPS``, the way the BIAI does (``gtvision.sim.biai``, 'fa
 lock towards the course at a crawl, the compass read on every step, until it reads the car along the course; where the
 car stops (its nose at a barrier) for ``CRAWL_STOP_S``, a cycle of the reflex backs it off. Where the BIAI reads its
 heading off the course, the compass reads it off the frame. Measured in the README, "Turning round at a crawl".
+The turn keeps the side of the reading it began with, and a back-off during it turns the nose on the same way
+(thirty-fourth session): near 180 degrees the compass's side flips with a few degrees of heading, and a car that
+followed every reading swung back and forth, each back-off undoing the turn.
 """
 from __future__ import annotations
 
@@ -150,7 +153,8 @@ class RecoveryReflex:
         self.crawl_reads = torch.zeros(num_envs, dtype=torch.long)
         """With ``crawl``: readings in a row of 'backwards' (a car not turning) or 'along' (a turning car)."""
         self.crawl_side = torch.ones(num_envs)
-        """With ``crawl``: the side (+1 left) each turning car steers to, from its last compass reading."""
+        """With ``crawl``: the side (+1 left) each turning car steers to, from the reading its turn began with (its
+        back-offs during the turn take it too: a three-point turn one way round)."""
         self._crawl_stop, self._crawl_max = round(CRAWL_STOP_S * CONTROL_HZ), round(CRAWL_MAX_S * CONTROL_HZ)
         self.wrong_way_s = wrong_way_s
         """> 0: the reflex also begins when the compass has read the car as facing backwards for this long (s) in a
@@ -257,6 +261,7 @@ class RecoveryReflex:
             side[compass_rows] = torch.where(logits[:, 1] > 0, -1.0, 1.0)   # nose left: turn it right, to the course
         if self.crawl:
             self._crawl_update(read, backwards, planar, side, start)
+            side = torch.where(self.crawling, self.crawl_side, side)   # a back-off in a turn turns it on
         self.side = torch.where(start, side, self.side)
         self.since = torch.where(start, torch.zeros_like(self.since), (self.since + 1).clamp(max=NOT_ACTING))
         self.stopped = torch.where(start, torch.zeros_like(self.stopped), self.stopped)
@@ -297,7 +302,7 @@ class RecoveryReflex:
         self.crawling = (self.crawling | begin) & ~end
         self.crawl_reads = torch.where(begin | end, torch.zeros_like(self.crawl_reads), self.crawl_reads)
         self.stopped = torch.where(begin, torch.zeros_like(self.stopped), self.stopped)
-        self.crawl_side = torch.where(self.crawling & read, side, self.crawl_side)
+        self.crawl_side = torch.where(begin, side, self.crawl_side)
 
     def reset(self, mask: np.ndarray | torch.Tensor) -> None:
         """Start the clocks afresh for the cars in ``mask`` (N,) bool (their episode ended)."""

@@ -6,7 +6,8 @@ speed.
 Usage: python spun.py CHECKPOINT EPISODES SEED [OPPONENTS]
 GROUND=1: the recovery reflex's stop clock reads the speed over the ground (forward and sideways) instead of the
 forward speed, which is below 1 m/s (negative) in a car sliding backwards at any pace (thirty-third session; for a
-reflex without the compass, the forward speed is read for nothing else)."""
+reflex without the compass, the forward speed is read for nothing else).
+STUCK=S: the stuck rule after S s (default 30; the races' is 10 s: a turn that takes longer ends there)."""
 import os, sys, math, numpy as np, torch, gymnasium as gym
 torch.set_num_threads(1)
 import gtvision  # noqa: F401
@@ -16,7 +17,7 @@ from gtvision.agent.rollout import Rollout
 
 ck, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 opp = int(sys.argv[4]) if len(sys.argv) > 4 else 4
-kw = dict(num_opponents=opp, start="random", bop=False, stuck_s=30.0, max_time_s=30.0,
+kw = dict(num_opponents=opp, start="random", bop=False, stuck_s=float(os.environ.get("STUCK", "30")), max_time_s=30.0,
           situations=[{"learner_yaw_deg": [-180, 180], "start_speed_mps": v} for v in (0, 20, 40)])
 _, run_dir = checkpoints.resolve(ck)
 kw = env_kwargs_for("gtvision/Tokyo-v0", kw, checkpoints.run_preset(run_dir).agent)
