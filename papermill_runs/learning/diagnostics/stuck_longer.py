@@ -8,30 +8,26 @@ import os, sys, numpy as np, torch
 torch.set_num_threads(1)
 import gtvision.env as genv
 from gtvision.env.episodes import STUCK_S
-from gtvision.evaluation import race_envs
-from gtvision.agent.rollout import Rollout
+from hook import race_to_end, reflex_races
 
 ck, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 stuck, max_s = float(os.environ.get("STUCK", "30")), float(os.environ.get("MAX_S", "110"))
-genv.RACE = {**genv.RACE, "stuck_s": stuck}
-envs, agent = race_envs(ck, "tokyo", n, 4, "cpu")
-ro = Rollout(envs, agent, seed=seed, eval_mode=True)
-b = envs.unwrapped.batch
+genv.RACE = {**genv.RACE, "stuck_s": stuck}   # read by race_envs when it builds the races
+ro, b, _ = reflex_races(ck, n, seed)
 live = np.ones(n, bool)
-at10 = np.full(n, np.nan); prog10 = np.full(n, np.nan); ended = np.full(n, np.nan)
-finished = np.zeros(n, bool); place = np.zeros(n, int)
-for t in range(round(max_s * 10)):
-    st = ro.step(None)
+at10 = np.full(n, np.nan); prog10 = np.full(n, np.nan); ended = np.full(n, np.nan); place = np.zeros(n, int)
+
+
+def on_step(t, st, done):
     now = (t + 1) / 10
-    stuck_time = b.stuck_time_s.numpy()
-    hit = live & np.isnan(at10) & (stuck_time >= STUCK_S - 1e-3)
+    hit = live & np.isnan(at10) & (b.stuck_time_s.numpy() >= STUCK_S - 1e-3)
     at10[hit] = now
     prog10[hit] = b.state.progress_m[hit, 0].numpy()
-    done = live & (np.asarray(st.terminated) | np.asarray(st.truncated))
     ended[done] = now
-    finished[done] = np.asarray(st.info["finished"])[done]
     place[done] = np.asarray(st.info["place"])[done]
-    live &= ~done
+
+
+finished = race_to_end(ro, live, on_step, max_steps=round(max_s * 10))
 prog = b.state.progress_m[:, 0].numpy()
 print(f"# {ck}, {n} races of seed {seed}, stuck rule {stuck} s, to {max_s} s")
 for i in np.flatnonzero(~np.isnan(at10)):
