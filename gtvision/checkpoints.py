@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -135,6 +136,9 @@ def load_actor(path: str | os.PathLike, observation_space, action_space, device:
     if COMPASS in networks:  # the recovery reflex's compass (gtvision.agent.compass)
         from .agent.compass import load_compass
         agent.compass = load_compass(networks[COMPASS]).to(agent.device)
+    if SEEN_LAYERS in networks:  # seen layers fitted to the actor (gtvision.agent.seen_layers)
+        from .agent.seen_layers import load_seen_layers
+        agent.seen_layers = load_seen_layers(networks[SEEN_LAYERS]).to(agent.device)
     return agent
 
 
@@ -231,6 +235,9 @@ ENSEMBLE = "ensemble"
 COMPASS = "compass"
 """The part of an exported agent's state holding the recovery reflex's compass (``recovery_side='compass'``;
 :mod:`gtvision.agent.compass`): its weights and frame size."""
+SEEN_LAYERS = "seen_layers"
+"""The part of an exported agent's state holding seen layers fitted to its actor (``gtvision export
+--fit-seen-layers``; :mod:`gtvision.agent.seen_layers`): their weights and sizes."""
 TEACHER_PARTS = ("actor", "critics", "critic_targets", "log_alpha")
 """What :func:`export` keeps of an agent that is to teach another (``gtvision train --teacher``): its networks and
 entropy coefficient, which a distilled student adopts with its actor, but no optimiser."""
@@ -292,7 +299,8 @@ def _to_half(state):
 def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ...] = ("actor",),
            optional: tuple[str, ...] = (), layers: dict | None = None,
            ensemble: tuple[str | os.PathLike, ...] = (), half: bool = False, progress: bool = False,
-           compass_from: str | os.PathLike | None = None) -> Path:
+           compass_from: str | os.PathLike | None = None, seen_layers_races: int = 0,
+           seen_layers_seed: int = 150_000) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
     configuration and resolved preset, and where it was exported from) and ``out/checkpoints/<epoch>/`` holding
@@ -309,7 +317,12 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     ``recovery_side='compass'`` keeps its checkpoint's compass (the part ``COMPASS``), or gets one trained now for its
     scenario (:func:`gtvision.agent.compass.train_compass`, about a minute; ``progress``: its bar), recorded with its
     seconds and held-out accuracy as ``exported_from.compass``; or the compass of ``compass_from`` (another exported
-    agent of the same scenario: one compass trained once). Refuses an ``out`` that already holds a run."""
+    agent of the same scenario: one compass trained once). ``seen_layers_races`` > 0: seen layers fitted to the
+    exported actor (:mod:`gtvision.agent.seen_layers`: it races that many races of ``seen_layers_seed`` with its
+    privileged layers on, and a head learns their bounds from its features), kept as the part ``SEEN_LAYERS`` and
+    recorded with their seconds and held-out scores as ``exported_from.seen_layers``; an export of an agent that has
+    them keeps them (not with ``ensemble``, which changes the features they read). Refuses an ``out`` that already
+    holds a run."""
     path, run_dir = resolve(path)
     layers = _check_layers(layers or {}, run_dir)
     out = Path(out)
@@ -319,7 +332,13 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     missing = [p for p in parts if p not in state["agent"]]
     if missing:
         raise ValueError(f"checkpoint {path} has no {', '.join(missing)}; it has: {', '.join(state['agent'])}")
-    parts = tuple(parts) + tuple(p for p in (*optional, ENSEMBLE, COMPASS) if p in state["agent"] and p not in parts)
+    parts = tuple(parts) + tuple(p for p in (*optional, ENSEMBLE, COMPASS, SEEN_LAYERS)
+                                 if p in state["agent"] and p not in parts)
+    if ensemble and (SEEN_LAYERS in state["agent"] or seen_layers_races):
+        raise ValueError(f"--ensemble changes the features seen layers read: export the ensemble first, then fit "
+                         f"seen layers to it ({path} {'has them' if SEEN_LAYERS in state['agent'] else ''})".strip())
+    if seen_layers_races < 0:
+        raise ValueError(f"seen_layers_races must be >= 0 (0: none fitted), got {seen_layers_races!r}")
     members = []
     shapes = {k: tuple(v.shape) for k, v in state["agent"]["actor"].items()}
     for other in ensemble:
@@ -372,4 +391,19 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     final = save_networks(out, checkpoint_epoch(path), networks,
                           state.get("env_steps") or 0, {**meta, "replay": False, "exported": True})
     write_atomic(out / CONFIG, json.dumps(config, indent=2))
+    if seen_layers_races:  # fitted to the agent as exported (its float16 weights, its layers), then added to it
+        from .agent.seen_layers import fit_seen_layers, layer_steps, seen_layers_state
+
+        start = time.perf_counter()
+        scenario = config.get("run", {}).get("scenario") or "tokyo"
+        steps = layer_steps(out, scenario, seen_layers_races, seen_layers_seed, progress=progress)
+        race_seconds = round(time.perf_counter() - start, 1)
+        head = fit_seen_layers(steps, progress=progress)
+        networks[SEEN_LAYERS] = seen_layers_state(head)
+        config["exported_from"]["seen_layers"] = {"races": seen_layers_races, "race_seed": seen_layers_seed,
+                                                  "race_seconds": race_seconds, **head.info}
+        config["exported_from"]["parts"] = list(networks)
+        final = save_networks(out, checkpoint_epoch(path), networks,
+                              state.get("env_steps") or 0, {**meta, "replay": False, "exported": True})
+        write_atomic(out / CONFIG, json.dumps(config, indent=2))
     return final

@@ -227,16 +227,19 @@ def cmd_export(args) -> int:
 
     return _export(args.checkpoint, args.out, TEACHER_PARTS if args.with_critics else ("actor",),
                    layers=_key_values(args.set, "--set"), ensemble=tuple(args.ensemble), half=args.half,
-                   compass_from=args.compass_from)
+                   compass_from=args.compass_from, seen_layers_races=args.fit_seen_layers,
+                   seen_layers_seed=args.seen_layers_seed)
 
 
 def _export(checkpoint, out, parts: tuple[str, ...], optional: tuple[str, ...] = (), layers: dict | None = None,
-            ensemble: tuple[str, ...] = (), half: bool = False, compass_from: str | None = None) -> int:
+            ensemble: tuple[str, ...] = (), half: bool = False, compass_from: str | None = None,
+            seen_layers_races: int = 0, seen_layers_seed: int = 150_000) -> int:
     import json
 
     from .checkpoints import CONFIG, export
 
-    final = export(checkpoint, out, parts, optional, layers, ensemble, half, progress=True, compass_from=compass_from)
+    final = export(checkpoint, out, parts, optional, layers, ensemble, half, progress=True, compass_from=compass_from,
+                   seen_layers_races=seen_layers_races, seen_layers_seed=seen_layers_seed)
     exported = json.loads((Path(out) / CONFIG).read_text())["exported_from"]
     size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
     print(f"{checkpoint} -> {final} ({size / 2**20:.1f} MiB: {', '.join(exported['parts'])} and the run's "
@@ -250,6 +253,12 @@ def _export(checkpoint, out, parts: tuple[str, ...], optional: tuple[str, ...] =
                   f"{c['seconds']} s (count them in the training time); on {c['held_out_frames']} held-out frames the "
                   f"sign of cos psi is right {c['held_out_cos_right']:.1%}, of sin psi (the side) "
                   f"{c['held_out_sin_right']:.1%}")
+    if seen_layers_races:
+        c = exported["seen_layers"]
+        print(f"seen layers: {c['races']} races of seed {c['race_seed']} ({c['race_seconds']} s) and {c['epochs']} epochs "
+              f"on {c['steps']} steps ({c['seconds']} s; count both in the training time); on {c['held_out_steps']} "
+              f"held-out steps they lift where the gap keeper does {c['held_out_ceiling_found']:.0%} of the time, "
+              f"steer where the side keeper does {c['held_out_steer_found']:.0%}")
     return 0
 
 
@@ -500,6 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--half", action="store_true",
                    help="store the networks' weights as float16 (half the bytes; they load into float32 networks, "
                         "so the races differ from the float32 export's in rounding: measure them again)")
+    x.add_argument("--fit-seen-layers", type=int, default=0, metavar="RACES",
+                   help="fit seen layers to the exported actor (gtvision.agent.seen_layers): it races RACES races with "
+                        "the privileged gap and side keepers on, a head learns their bounds from its own features, "
+                        "and the agent races through the head's bounds, reading only what its actor reads (24 races: "
+                        "about 9 minutes on 2 cores for the committed agent; count them in the training time)")
+    x.add_argument("--seen-layers-seed", type=int, default=150_000,
+                   help="the seed of those races (keep it out of the seeds you evaluate on)")
     x.add_argument("--compass-from", default=None, metavar="AGENT",
                    help="with --set agent.recovery_side=compass: take the reflex's compass of another exported agent "
                         "of the same scenario instead of training one")

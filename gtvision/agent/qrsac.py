@@ -102,6 +102,9 @@ class QRSACAgent:
         self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=self.device)
         self.acting_only = acting_only
         self.updates = 0  # update() calls so far (``config.actor_update_every`` counts them)
+        self.seen_layers = None
+        """Seen layers fitted to this actor (:mod:`gtvision.agent.seen_layers`; an exported agent's part
+        ``SEEN_LAYERS``): its actions pass through their bounds in :meth:`act`; or None."""
         self._actor_metrics: dict[str, float] = {}
         self.reinitialise()
         if config.seen_shield_training != "seen" and not config.seen_shield:
@@ -180,6 +183,8 @@ class QRSACAgent:
             action = keep_bounds(action, self.privileged_bounds(grid, proprio))
         else:
             action = self.keep_seen(action, features)
+        if self.seen_layers is not None:
+            action = keep_bounds(action, self.seen_layers(features).to(action.device))
         return action.cpu().numpy(), hidden
 
     def privileged_bounds(self, opponent_grid: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:

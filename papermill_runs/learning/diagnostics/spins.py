@@ -9,6 +9,12 @@ MODE 'esc:DEG:PMIN:PMAX[:pedal]' (a trial of a stability aid on on-board informa
 slip angle (from the forward and lateral speed and the yaw rate, and the car's geometry) is past DEG degrees at more
 than 8 m/s, the steering turns towards the front axle's direction of travel (counter-steer) and the pedal is held
 within [PMIN, PMAX] (':pedal': the pedal alone), over the agent's action (and after its reflex).
+MODE 'layers:gap', 'layers:side', 'layers:gap+side' (thirty-fifth session; a bound, not an agent): the agent races
+with the privileged safety layers of gtvision.agent.shield on (the gap keeper, the side keeper, at the agent's
+settings), which read the opponents' grid that a vision actor may not: how many spins and unfinished races would a
+layer that sees the cars around as well as the simulator does save?
+MODE 'seen:HEAD.pt[:gap]' (thirty-fifth session): the agent races through the bounds a head on its own features sets
+(seen_layers.py train): what the vision agent itself can do of the above (':gap': the throttle ceiling alone).
 Usage: python spins.py CHECKPOINT RACES SEED [OUT_PREFIX [MODE]]   (OUT_PREFIX_spins.csv, OUT_PREFIX_races.csv;
 OUT_PREFIX '-': none)"""
 import math
@@ -26,6 +32,7 @@ from gtvision.sim.core import STEER_DELTA_DEG
 SPIN_DEG, CALM_DEG, WINDOW_S = 90.0, 30.0, 2.0
 torch.set_num_threads(1)
 ck, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+MAX_T = int(__import__("os").environ.get("MAX_STEPS", 8000))
 envs, agent = race_envs(ck, "tokyo", n, 4, "cpu")
 ro = Rollout(envs, agent, seed=seed, eval_mode=True)
 b = envs.unwrapped.batch
@@ -67,6 +74,26 @@ class Stability:
         return out if torch.is_tensor(action) else out.numpy().astype(np.asarray(action).dtype)
 
 
+if mode.startswith("layers:"):
+    import dataclasses
+    wanted = set(mode.split(":")[1].split("+"))
+    assert wanted <= {"gap", "side"}, f"MODE layers: takes gap, side or gap+side, not {mode}"
+    agent.config = dataclasses.replace(agent.config, gap_keeper="gap" in wanted, side_keeper="side" in wanted)
+if mode.startswith("seen:"):
+    import dataclasses
+    from seen_layers import load_head
+    seen_head, _ = load_head(mode.split(":")[1])
+    gap_only = mode.endswith(":gap")
+    agent.config = dataclasses.replace(agent.config, seen_shield=True)
+
+    def seen_bounds(features):
+        with torch.no_grad():
+            bounds = seen_head(features.float())
+        if gap_only:
+            bounds = torch.cat([bounds[:, :1], -torch.ones_like(bounds[:, :1]), torch.ones_like(bounds[:, :1])], 1)
+        return bounds
+
+    agent.actor.shield_bounds = seen_bounds
 if mode.startswith("esc:"):
     _, deg, pmin, pmax, *rest = mode.split(":")
     ro.reflex = Stability(ro.reflex, float(deg), float(pmin), float(pmax), steer=rest != ["pedal"])
@@ -75,7 +102,7 @@ hist = [deque(maxlen=W + 1) for _ in range(n)]
 spun = np.zeros(n, bool)  # the heading is past SPIN_DEG (a spin already counted)
 spins, races = [], {}
 live = np.ones(n, bool)
-for t in range(8000):
+for t in range(MAX_T):
     st = ro.step(None)
     s = b.state
     head = track.heading_rad[s.station[:, 0]]
