@@ -1,5 +1,5 @@
 # gtvision: everything runs from a local virtual environment made on first use.
-#   make race    the main job, the recipe of the README's "The vision agent": train the GT Sophy baseline in traffic
+#   make race    the main job, the recipe of LOG.md's "The vision agent": train the GT Sophy baseline in traffic
 #                (TEACHER_STEPS steps), pick its best checkpoint by IV-D's rule, distil it into the vision agent
 #                (DISTILL_ROUNDS DAgger rounds), pick the best round from DISTILL_FROM_ROUND by IV-D's rule, then race
 #                that agent from the back of a 20-car grid against the built-in AI -> runs/agent_<scenario>_<time>/
@@ -22,10 +22,10 @@ SCENARIO ?= tokyo
 LAPS ?= 4
 RACES ?= 4
 TEST_WORKERS ?= 2
-# the recipe (README, "The vision agent"): a GT Sophy teacher of TEACHER_STEPS environment steps (275 epochs: with
+# the recipe (LOG.md, "The vision agent"): a GT Sophy teacher of TEACHER_STEPS environment steps (275 epochs: with
 # --seed 0 --threads 1 these are R1's first 275, whose epoch 250 won 98 of 100 held-out races), its checkpoints from
 # TEACHER_FROM_EPOCH raced 8 times each (seed 1000) and the best mean margin kept, then DISTILL_ROUNDS rounds of DAgger
-# on DISTILL_DIVERGENCE (reverse: KL(student || teacher), README "The vision agent", run V7)
+# on DISTILL_DIVERGENCE (reverse: KL(student || teacher), LOG.md "The vision agent", run V7)
 TEACHER ?=
 TEACHER_STEPS ?= 44000
 TEACHER_FROM_EPOCH ?= 150

@@ -335,8 +335,9 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
     parts = tuple(parts) + tuple(p for p in (*optional, ENSEMBLE, COMPASS, SEEN_LAYERS)
                                  if p in state["agent"] and p not in parts)
     if ensemble and (SEEN_LAYERS in state["agent"] or seen_layers_races):
+        which = f"{path} has seen layers" if SEEN_LAYERS in state["agent"] else "--fit-seen-layers was asked"
         raise ValueError(f"--ensemble changes the features seen layers read: export the ensemble first, then fit "
-                         f"seen layers to it ({path} {'has them' if SEEN_LAYERS in state['agent'] else ''})".strip())
+                         f"seen layers to it ({which})")
     if seen_layers_races < 0:
         raise ValueError(f"seen_layers_races must be >= 0 (0: none fitted), got {seen_layers_races!r}")
     members = []

@@ -424,7 +424,7 @@ def test_paper_preset_holds_the_papers_numbers():
 
 
 def test_cpu_preset_trains_on_the_papers_full_reward_with_the_learning_recipe():
-    """The levers that made learning work under the full reward (README) are the cpu preset's: the paper's
+    """The levers that made learning work under the full reward (LOG.md) are the cpu preset's: the paper's
     weights from the first epoch (no ramp), 1-step returns, a tuned alpha from a narrow fresh policy, an
     update per step, and the BIAI's demonstrations in racing environments only."""
     import gymnasium as gym

@@ -3,7 +3,7 @@
 Paper: none. The reflex (:mod:`gtvision.agent.recovery`) backs a stopped car off and turns its nose to one side; the
 side that points the nose back along the course frees the car, the other drives it into the wall again or the wrong
 way. The actor's own image embedding holds that side poorly (a ridge probe on it is right 54-61% of the time:
-README, "A car stopped at a wall"), so the compass is a small CNN of its own, trained in about a minute on frames
+LOG.md, "A car stopped at a wall"), so the compass is a small CNN of its own, trained in about a minute on frames
 this module draws: the learner's car standing anywhere on the lap at any heading, half of them beside a wall
 (often the nose in it, as at the reflex's moments), with up to ``MAX_CARS`` other cars standing around it (the
 reflex's moments are often in the crowd of the first corners). It predicts the signs of cos psi (facing along the

@@ -202,7 +202,7 @@ class AgentConfig:
     actor's, the mean squared error of its bounds against those the gap keeper (at ``gap_hold_m``, ``gap_look_m``)
     and the side keeper set (:func:`gtvision.agent.shield.layer_bounds`) on the replay's ``opponent_grid`` and
     ``proprio``, which the asymmetric critic reads. 0: the head learns in DAgger only, and drifts as RL moves the
-    features under it (README, RS1). Paper: none (ours): privileged labels for an auxiliary head, as the critic's
+    features under it (LOG.md, RS1). Paper: none (ours): privileged labels for an auxiliary head, as the critic's
     privileged inputs, in training only; the actor still acts on its image and proprio alone."""
     seen_shield_training: str = "seen"
     """With a seen shield, what bounds the action of RL's training steps (``act`` with ``eval_mode=False``):
@@ -210,19 +210,19 @@ class AgentConfig:
     ``opponent_grid`` and ``proprio``, those the head learns under ``seen_shield_weight``). Racing and evaluation
     (``eval_mode=True``) always go through the head. Paper: none (ours): 'privileged' is a teacher's shield in
     training only, as the critic's privileged inputs; under 'seen' the policy learns to push where the head is
-    blind (README, RS2)."""
+    blind (LOG.md, RS2)."""
     recovery: bool = False
     """True: a recovery reflex (:mod:`gtvision.agent.recovery`) overrides the actor's action when the car has stood
     still for ``recovery_trigger_s``: it backs off and turns the nose to the side the car's steering points to (a
     three-point turn), in training and in racing. It reads only ``proprio`` (the forward speed and the steering
     command), so the vision actor may have it. Paper: none, a safety layer of ours (off by default): the vision
-    students' unfinished races end standing against a barrier or a car (README). A DAgger student with it has it in
-    DAgger's rollouts too (README, run VS5: it finished fewer races than without)."""
+    students' unfinished races end standing against a barrier or a car (LOG.md). A DAgger student with it has it in
+    DAgger's rollouts too (LOG.md, run VS5: it finished fewer races than without)."""
     recovery_trigger_s: float = 1.5
     """The reflex begins when the forward speed has stayed below ``recovery_stop_mps`` this long (s)."""
     recovery_stop_mps: float = 1.0
     """Below this forward speed (m/s; reversing counts) the reflex counts the car as stopped. Above it a car crawling
-    along a barrier the wrong way never triggers it (README, "An ensemble of students": 3 m/s measured, no help)."""
+    along a barrier the wrong way never triggers it (LOG.md, "An ensemble of students": 3 m/s measured, no help)."""
     recovery_reverse_s: float = 3.0
     """It holds the brake this long (s; reverse engages after 1 s at a standstill), steering away."""
     recovery_exit_s: float = 1.5
@@ -242,11 +242,11 @@ class AgentConfig:
     ``gtvision.agent.recovery.SWING_MAX_S``), and only then drives out for ``recovery_exit_s``. False (as the
     agents raced until the thirtieth session): it drives out at once, its front wheels still turned the backing way
     for the ~0.7 s the steering takes to pass the centre, which turns the nose back the way it came. Measured: no
-    help (README, "A car stopped at a wall")."""
+    help (LOG.md, "A car stopped at a wall")."""
     recovery_forget: bool = False
     """True: the actor's memory (its GRU state) starts afresh when the reflex hands the wheel back, as on the wall
     bench, where the students drive away from most walls. False: the memory runs on through the reflex (as the
-    agents raced until the thirtieth session). Measured: no change (README, "A car stopped at a wall": from a fresh
+    agents raced until the thirtieth session). Measured: no change (LOG.md, "A car stopped at a wall": from a fresh
     memory the policy still steers into the wall it stands at)."""
     recovery_turn: bool = False
     """With ``recovery_side='compass'``: True chains the reflex's cycles (back off, drive out) while the compass reads
@@ -268,12 +268,12 @@ class AgentConfig:
     while the rear axle slides past ``stability_slip_deg`` (no lifting, no braking: the front-driven Tokyo car spins
     when it lifts with its tail out), in training and in racing, after the recovery reflex. It reads only ``proprio``
     (the forward and lateral speed, the yaw rate) and the car's geometry, so the vision actor may have it. Paper:
-    none, a safety layer of ours (off by default): the two-teacher vision students spin about once a race (README,
+    none, a safety layer of ours (off by default): the two-teacher vision students spin about once a race (LOG.md,
     "A stability aid")."""
     stability_slip_deg: float = 3.0
     """The rear axle's slip angle (degrees) past which the aid acts (the tyres' peak is near 7 degrees). 3 and
     ``stability_throttle`` 0.5 were chosen among six settings on E3's races of the selection seed (4,000), none on the
-    held-out seeds (README, "A stability aid")."""
+    held-out seeds (LOG.md, "A stability aid")."""
     stability_throttle: float = 0.5
     """The least pedal (0..1 of throttle) while it acts."""
     stability_min_mps: float = 8.0
@@ -417,7 +417,7 @@ class TrainConfig:
     privileged teacher drives the first round, the student every later one, every state labelled with the
     teacher's policy; the student's actor learns to match it, then the teacher's critics (same inputs) start
     the RL. Paper: IV-B trains the vision agent by RL from scratch, which on 2 cores is slow for an actor on
-    images (README, "The vision agent")."""
+    images (LOG.md, "The vision agent")."""
     distill_steps: int = 8000
     """Environment steps (all sub-environments together) collected in each DAgger round."""
     distill_updates: int = 1000
@@ -431,7 +431,7 @@ class TrainConfig:
     """The student minimises the power mean ``(mean_states KL^p)^(1/p)`` of its divergence from the teacher: 1, the
     mean (DAgger's loss); p > 1 weighs the states it imitates worst more, each by ``KL^(p-1)`` (ours: the
     unfinished races of the distilled agent begin at rare states where its action is far from the teacher's, a
-    deadlock it does not steer out of, a braking point in traffic it misses; README, "The vision agent")."""
+    deadlock it does not steer out of, a braking point in traffic it misses; LOG.md, "The vision agent")."""
     distill_shield_weight: float = 10.0
     """With a seen shield (``AgentConfig.seen_shield``), the weight of its loss (the mean squared error of its bounds
     against the teacher's layers', :data:`gtvision.agent.shield.BOUNDS`, each in [-1, 1]) beside the KL."""
@@ -451,7 +451,7 @@ class TrainConfig:
     teacher drives it: the BIAI's manoeuvre (reverse off the barrier, turn round) where a teacher trained by RL never
     learnt one. Paper:
     none (ours): a student's unfinished races end standing at a barrier or facing the wrong way after a spin, where
-    the shielded teacher's labels pivot the car on its nose (README, "The shielded teacher's student"); run it with
+    the shielded teacher's labels pivot the car on its nose (LOG.md, "The shielded teacher's student"); run it with
     episodes that go on after a stop (``--env-arg stuck_s=10``), or the teacher never labels such states."""
     distill_clear_ahead_m: float = 40.0
     """With a clear-road teacher (``gtvision.training.RunConfig.clear_teacher``): a state is in traffic, and the
@@ -464,7 +464,7 @@ class TrainConfig:
     teacher labels every state RL collects with its policy (its mean through its safety layers, as DAgger's labels),
     and the actor's loss adds w times KL(teacher || student) on the trained rows, so that RL improves the distilled
     actor on the states it visits without drifting from its teacher. Paper: none (ours, the ``cpu`` preset's
-    vision agent on 2 cores; README, "Kickstarting")."""
+    vision agent on 2 cores; LOG.md, "Kickstarting")."""
 
     def __post_init__(self):
         check_fields(self, {"epochs": ">=1", "env_steps_per_epoch": ">=1", "updates_per_epoch": ">=0",

@@ -85,7 +85,7 @@ def _cpu() -> tuple[AgentConfig, ReplayConfig, TrainConfig]:
     # Ours: a 2-core laptop. Narrower MLPs and GRU, a larger learning rate for fewer updates.
     agent = dataclasses.replace(agent, image_embed=256, hidden_size=256, actor_width=256, actor_depth=2,
                                 critic_width=256, critic_depth=2, actor_lr=3e-4, critic_lr=3e-4)
-    # Learning under the paper's full reward on a laptop's data (README, "Learning under the paper's full
+    # Learning under the paper's full reward on a laptop's data (LOG.md, "Learning under the paper's full
     # reward": each lever measured, runs C and D):
     # Paper: IV-B's 7-step returns at gamma 0.9896; ours 1-step at 0.99. Under an exploring policy the
     # uncorrected 7-step return kept every run of ours in the "stop" basin; 1-step left it within 5 minutes.
@@ -100,7 +100,7 @@ def _cpu() -> tuple[AgentConfig, ReplayConfig, TrainConfig]:
     # Paper: IV-B learns from its own experience only; ours starts with 20,000 steps of the BIAI's driving in
     # a replay of their own, half of every batch (RLPD's symmetric sampling; racing environments only).
     # Paper: IV-B trains the vision agent by RL alone; ours, in a run given a privileged teacher (`gtvision train
-    # --teacher`), first 8 rounds of DAgger into the actor (README, "The vision agent"); unused without a teacher.
+    # --teacher`), first 8 rounds of DAgger into the actor (LOG.md, "The vision agent"); unused without a teacher.
     train = dataclasses.replace(train, epochs=2000, num_envs=8, env_steps_per_epoch=160, updates_per_epoch=160,
                                 reset_epoch=1250, learning_starts=2000, demo_steps=20_000, demo_share=0.5,
                                 distill_rounds=8, distill_steps=8000, distill_updates=1000)

@@ -3,7 +3,7 @@
 Paper: none. The paper's agent needs none in GT7, or never shows one; ours race from the back of a 20-car grid
 where a race ends unfinished when the learner gains no 10 m of course in 10 s (``gtvision.env.episodes.STUCK_S``),
 and the vision students end such races standing, nose against a barrier after a spin or pushed into one, where the
-teacher would back off and turn (README, the vision agent's ninth session). The BIAI has the same manoeuvre
+teacher would back off and turn (LOG.md, the vision agent's ninth session). The BIAI has the same manoeuvre
 (``gtvision.sim.biai``: hold the brake until reverse engages, steer the nose towards the course, drive on); it reads
 where the course is, which the vision actor may not, so the reflex turns the nose to the side the car's own steering
 points to, the side the policy wants to go.
@@ -17,16 +17,16 @@ standstill, as GT7's automatic gearbox does) with the steering at full lock away
 to (left when straight), then for ``recovery_exit_s`` seconds steers to full lock on that side with at least
 ``recovery_exit_throttle`` of throttle; then the policy drives again, and the clock starts afresh.
 
-Measured (README, "A recovery reflex"): a turnaround for a car facing the wrong way, on the heading integrated from
+Measured (LOG.md, "A recovery reflex"): a turnaround for a car facing the wrong way, on the heading integrated from
 the yaw rate, was tried and is not here: after wall hits it turned cars that were not facing backwards, and lost
 more races than it saved. ``recovery_side='yaw'`` (the side back against the car's rotation of the last
 ``YAW_WINDOW_S``, the way out of a spin) picks the side that points the nose towards the course more often than the
 steering's side (17 of 27 reflex starts against 9 of 27, with the simulator's heading as the judge) and frees as
 many cars: on VT3's round 13 alone with the aid, 276 of 300 selection races finished against 277 with 'steer'
-(README, "Which way the reflex turns"). It stays, off by default. Backing off for 5 s instead of 3 finished fewer
+(LOG.md, "Which way the reflex turns"). It stays, off by default. Backing off for 5 s instead of 3 finished fewer
 (265 of the 300 against 274), and so did starting after 1 s instead of 1.5 (270).
 
-Two more options, off by default (README, "A car stopped at a wall"): ``swing`` (``AgentConfig.recovery_swing``)
+Two more options, off by default (LOG.md, "A car stopped at a wall"): ``swing`` (``AgentConfig.recovery_swing``)
 releases the pedals after backing off until the steering has swung to the exit side's lock, where the plain reflex
 drives out at once with its wheels still turned the backing way for the ~0.7 s the steering takes to pass the centre
 (in E3Vh's 2.1 km incident, with the policy's 0.9 of throttle, back into the wall it had backed away from); ``forget``
@@ -37,13 +37,13 @@ back towards the wall first).
 
 ``recovery_side='compass'`` (thirty-first session) takes the side from a compass on the frame the reflex begins on
 (:mod:`gtvision.agent.compass`, a small CNN of its own stored with the exported agent): the nose turned back
-towards the course, whichever way the steering points. Measured in the README, "A compass for the reflex".
+towards the course, whichever way the steering points. Measured in LOG.md, "A compass for the reflex".
 
 ``crawl`` (``AgentConfig.recovery_crawl``, thirty-second session) turns a car round that the compass reads as facing
 backwards below ``CRAWL_MPS``, the way the BIAI does (``gtvision.sim.biai``, 'facing the wrong way at a crawl'): full
 lock towards the course at a crawl, the compass read on every step, until it reads the car along the course; where the
 car stops (its nose at a barrier) for ``CRAWL_STOP_S``, a cycle of the reflex backs it off. Where the BIAI reads its
-heading off the course, the compass reads it off the frame. Measured in the README, "Turning round at a crawl".
+heading off the course, the compass reads it off the frame. Measured in LOG.md, "Turning round at a crawl".
 The turn keeps the side of the reading it began with, and a back-off during it turns the nose on the same way
 (thirty-fourth session): near 180 degrees the compass's side flips with a few degrees of heading, and a car that
 followed every reading swung back and forth, each back-off undoing the turn.
@@ -88,7 +88,7 @@ CRAWL_MPS = 5.0
 turn (the BIAI's ``turnaround_mps``). The speed over the ground, forward and sideways: a car sliding backwards in a
 spin has a forward speed below it (negative) at any pace (thirty-third session: the first version, on the forward
 speed, began a turn at 25 m/s in the middle of a spin, and the reflex's back-off with it, into the barrier; 200 races
-of seed 130,000 finish 198 this way against 199: README, "The crawl and a spin")."""
+of seed 130,000 finish 198 this way against 199: LOG.md, "The crawl and a spin")."""
 CRAWL_GAIN = 0.45
 """With ``crawl``: pedal per m/s short of ``CRAWL_MPS`` (the BIAI's ``speed_gain``); the throttle at most
 ``CRAWL_THROTTLE``."""

@@ -2,7 +2,7 @@
 
 Paper: none. The safety layers of :mod:`gtvision.agent.shield` (the gap keeper and the side keeper) read the opponents'
 grid, a privileged feature the vision actor may not read. Raced through them, the committed vision agent finishes more
-of its races (README, "Seen layers": it spins less in the pack, with less car contact). A seen shield
+of its races (LOG.md, "Seen layers": it spins less in the pack, with less car contact). A seen shield
 (``AgentConfig.seen_shield``) learns their bounds in DAgger beside the policy; these are the same bounds fitted after
 training, to an actor as it is (an ensemble too): the agent races a few races with the privileged layers on, so that
 its states are those of a car the layers keep (as a teacher's layers label DAgger's states), a small MLP learns the
@@ -56,7 +56,7 @@ def layer_steps(checkpoint, scenario: str, races: int, seed: int, laps: int = 4,
     ``checkpoint``, driven with its privileged layers on (at its ``gap_hold_m`` and ``gap_look_m``): its actor's
     features (float16) and the layers' bounds at every step of every race, with the race each came from.
     ``max_time_s``: the races end there (the tests' short ones)."""
-    from ..agent.rollout import Rollout
+    from .rollout import Rollout
     from ..evaluation import race_envs
 
     if races < 1:

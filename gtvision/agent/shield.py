@@ -16,7 +16,7 @@ cannot read the layer's inputs, learns its lifting and braking from its own view
 The side keeper (``AgentConfig.side_keeper``, off by default) does for a car alongside what the gap keeper does for
 one ahead, with the steering: when the lateral gap to a car that overlaps the learner closes faster than
 ``SIDE_GAIN`` per metre beyond ``SIDE_HOLD_M``, the steering delta is bounded away from it (:func:`side_keep`).
-Its settings are those of ``papermill_runs/learning/diagnostics/shield_sweep.py``'s best at racing time (README,
+Its settings are those of ``papermill_runs/learning/diagnostics/shield_sweep.py``'s best at racing time (LOG.md,
 "A side keeper").
 
 Both layers read privileged features, which the vision actor may not. A *seen shield* (``AgentConfig.seen_shield``)
@@ -27,7 +27,7 @@ passes through them (:func:`keep_bounds`). Its actor's mean then learns the teac
 a smooth target, where a student of the shielded labels alone must learn the layers' sudden lifts and swerves in
 its mean.
 
-Measured (README, "A gap keeper in training"): the committed GT Sophy baseline fine-tuned 40 minutes with the layer
+Measured (LOG.md, "A gap keeper in training"): the committed GT Sophy baseline fine-tuned 40 minutes with the layer
 on wins 66 of 100 held-out races from the back of the grid with 8.7 s of car contact per race (before: 96 wins,
 40.8 s); the same fine-tuning without it pushes as before (36 to 103 s). The policy itself still pushes when the layer
 is taken away: the layer does the lifting, the policy has learnt to pass with it. Raced with the side keeper and a

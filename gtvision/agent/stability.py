@@ -4,7 +4,7 @@ Paper: none. The paper's agents race GT7's cars as the game sets them up; ours r
 Tokyo car (``gtvision.sim.cars``: the Audi TT Cup, front-driven, 60% of its weight on the front axle, three quarters
 of its braking on the front wheels) spins when it lifts or brakes with its rear axle already sliding: the load goes
 forward, the rear tyres lose the grip they had, and the tail comes round. The two-teacher vision students spin about
-once a race in the pack, in the braking zones after the straights (README, "A stability aid"), and a spin is how
+once a race in the pack, in the braking zones after the straights (LOG.md, "A stability aid"), and a spin is how
 most of their unfinished races begin.
 
 The aid (``AgentConfig.stability``, off by default; a safety layer in the sense of :mod:`gtvision.agent.shield`, in
@@ -15,7 +15,7 @@ lies (its own geometry, :func:`rear_axle_m`). Where the rear axle's slip angle `
 or more (the brake released, some throttle on), and leaves the steering to the policy. Road cars' stability and
 traction controls act on the same readings (with the brakes of single wheels, which our simulator does not have).
 
-Measured (README, "A stability aid"): E3, the two-teacher students' ensemble, spins 81 times in 100 races of the
+Measured (LOG.md, "A stability aid"): E3, the two-teacher students' ensemble, spins 81 times in 100 races of the
 selection seed without the aid and 9 times with it (3 degrees, 0.5: the defaults, chosen there among six settings),
 and finishes 100 of them instead of 88; on six held-out seeds it wins 96 to 100 of 100, every race it finishes, with
 3.8 to 4.0 s of car contact a race. Steering towards the front axle's direction of travel as well (counter-steer)

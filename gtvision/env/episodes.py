@@ -60,7 +60,7 @@ class EpisodeConfig:
     uniformly; None: each episode draws from ``CURRICULUM_OPPONENTS`` (paper IV-B)."""
     start: str | tuple[str, ...] = "random"
     """One of ``STARTS``, or several (e.g. ``("grid_back", "random")``): each episode draws one of them uniformly
-    (ours: DAgger from the back of the grid alone learns the first lap's pack but not the laps alone; README, "The
+    (ours: DAgger from the back of the grid alone learns the first lap's pack but not the laps alone; LOG.md, "The
     vision agent", run V18)."""
     laps: int | None = None
     """Race length in laps (the episode terminates when the learner finishes); None for a
@@ -83,19 +83,19 @@ class EpisodeConfig:
     values): each episode draws one situation uniformly, then draws within it as this config would (e.g. ``({},
     {"start": "grid_back", "num_opponents": 19, "start_speed_mps": 0, "bop": False})``: half the episodes as
     configured, half from the back of the full grid). Lists of starts, counts and speeds draw each on its own;
-    a situation ties them together (ours: DAgger that mixes the curriculum's episodes with races' starts; README,
+    a situation ties them together (ours: DAgger that mixes the curriculum's episodes with races' starts; LOG.md,
     "The vision agent", run V21)."""
     learner_yaw_deg: float | tuple[float, float] = 0.0
     """The learner's heading at the start relative to the course's direction (degrees, positive to the left), or a
     range ``(lo, hi)`` each episode draws from uniformly; a rolling start keeps the learner's velocity along the
     course, so the car starts sliding as in a spin. Ours (the paper starts every car straight): a situation such as
     ``{"learner_yaw_deg": [-180, 180], "stuck_s": 10}`` shows a DAgger student spun-round states, where its
-    teacher turns round (README, "The vision agent", runs V23 and MS2: it did not make students finish more races)."""
+    teacher turns round (LOG.md, "The vision agent", runs V23 and MS2: it did not make students finish more races)."""
     start_m: tuple[float, float] | None = None
     """Where a 'random' start's grid stands: a range ``(lo, hi)`` of course distance (m from the start line, taken
     modulo the lap) each episode draws the grid's front from uniformly; None: anywhere on the lap. Ours (the paper's
     random starts cover the lap): a situation such as ``{"start": "random", "start_m": [1700, 1950]}`` aims episodes
-    at one place of the lap (README, "Aiming DAgger at the corner (V24)": half of the vision agent's unfinished races
+    at one place of the lap (LOG.md, "Aiming DAgger at the corner (V24)": half of the vision agent's unfinished races
     end at one corner; aiming DAgger there did not mend it)."""
 
     def __post_init__(self):

@@ -1,7 +1,7 @@
 """Race an ensemble of vision actors: the mean of their actions (eval mode), each with its own GRU state.
 
 usage (from papermill_runs/): python learning/diagnostics/ensemble_races.py OUT SEED EPISODES LAPS CK1 CK2 ...
-(the reflex and safety settings of CK1). The twenty-fourth session's first look at an ensemble (README, "An ensemble
+(the reflex and safety settings of CK1). The twenty-fourth session's first look at an ensemble (LOG.md, "An ensemble
 of students"), before `gtvision export --ensemble` (gtvision/agent/ensemble.py) made one an agent of its own: this
 averages the members' actions in the action space's units, the package the same actions through the tanh (equal up
 to rounding); writes OUT/races.csv and prints the summary."""

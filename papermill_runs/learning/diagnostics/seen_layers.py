@@ -12,7 +12,7 @@ own races; the agent then races through the head's bounds, reading only its view
 Each part prints its wall time: it is training (counted in the five hours of issue 16).
 A trained head races in spins.py (MODE seen:HEAD.pt).
 The package's version of both parts is gtvision.agent.seen_layers (`gtvision export --fit-seen-layers RACES`): the
-same races and loss, its own draw order; this script made the head the README's table raced (thirty-fifth session).
+same races and loss, its own draw order; this script made the head LOG.md's table raced (thirty-fifth session).
 """
 import sys
 import time

@@ -4,7 +4,7 @@ corner) at one of POSITIONS course positions and one of the HEADINGS against the
 the left, 180: backwards), its network's memory fresh, and lets the driver (policy, reflex, aid, as it races)
 drive for HORIZON_S. A situation escapes when the stuck rule (10 m of course in 10 s,
 ``gtvision.env.episodes.STUCK_S``) has not ended it and the car has made ESCAPED_M of course by then. The races'
-unfinished ends are cars standing at a wall after a spin or a knock (README, "Where E3Vh's races end"), which this
+unfinished ends are cars standing at a wall after a spin or a knock (LOG.md, "Where E3Vh's races end"), which this
 measures many times over in a minute, where a race meets one in a hundred.
 Usage: THREADS=n python wall_escape.py CHECKPOINT|biai [OUT.csv]   (prints the escape rate by heading and side)"""
 import math

@@ -1,4 +1,4 @@
-"""IV-D in two stages over DAgger runs' rounds (the twenty-third session's selection, README "A wider selection").
+"""IV-D in two stages over DAgger runs' rounds (the twenty-third session's selection, LOG.md "A wider selection").
 Stage 1: every round's 8 selection races (seed 1000, `distill/races_seed1000_recovery`); the 8 rounds of best mean
 margin over all runs go on to stage 2: 16 more races (seed 2000, `distill/races_seed2000_recovery`). The pick is
 the stage-2 round of best mean margin over its 24 races among those under MAX_CAR s of car contact a race (the
