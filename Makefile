@@ -5,7 +5,7 @@
 #                that agent from the back of a 20-car grid against the built-in AI -> runs/agent_<scenario>_<time>/
 #                (its parts, measured beside other runs in runs MR1 and MS1, add up to about 87 min); TEACHER=DIR
 #                skips the first two steps (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward:
-#                the committed vision agent's recipe, run V21)
+#                run V21's recipe, the vision agent committed until the twenty-eighth session)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
 #   make test    unit tests, then the notebooks under nbval, TEST_WORKERS at a time (pytest-xdist; 2: this
 #                project's 2-core machines and CI; a notebook's cells stay on one worker: --dist loadfile)

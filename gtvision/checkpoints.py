@@ -238,6 +238,9 @@ COMPASS = "compass"
 SEEN_LAYERS = "seen_layers"
 """The part of an exported agent's state holding seen layers fitted to its actor (``gtvision export
 --fit-seen-layers``; :mod:`gtvision.agent.seen_layers`): their weights and sizes."""
+SEEN_LAYERS_SEED = 150_000
+"""The default seed of the races seen layers are fitted on (``gtvision export --seen-layers-seed``): one no held-out
+evaluation in LOG.md uses."""
 TEACHER_PARTS = ("actor", "critics", "critic_targets", "log_alpha")
 """What :func:`export` keeps of an agent that is to teach another (``gtvision train --teacher``): its networks and
 entropy coefficient, which a distilled student adopts with its actor, but no optimiser."""
@@ -300,7 +303,7 @@ def export(path: str | os.PathLike, out: str | os.PathLike, parts: tuple[str, ..
            optional: tuple[str, ...] = (), layers: dict | None = None,
            ensemble: tuple[str | os.PathLike, ...] = (), half: bool = False, progress: bool = False,
            compass_from: str | os.PathLike | None = None, seen_layers_races: int = 0,
-           seen_layers_seed: int = 150_000) -> Path:
+           seen_layers_seed: int = SEEN_LAYERS_SEED) -> Path:
     """A small copy of checkpoint ``path`` (or of a run's newest) in ``out``, as a run directory of its own that
     ``gtvision evaluate --checkpoint``, ``gtvision video`` and attribution accept: ``out/config.json`` (the run's
     configuration and resolved preset, and where it was exported from) and ``out/checkpoints/<epoch>/`` holding

@@ -233,11 +233,12 @@ def cmd_export(args) -> int:
 
 def _export(checkpoint, out, parts: tuple[str, ...], optional: tuple[str, ...] = (), layers: dict | None = None,
             ensemble: tuple[str, ...] = (), half: bool = False, compass_from: str | None = None,
-            seen_layers_races: int = 0, seen_layers_seed: int = 150_000) -> int:
+            seen_layers_races: int = 0, seen_layers_seed: int | None = None) -> int:
     import json
 
-    from .checkpoints import CONFIG, export
+    from .checkpoints import CONFIG, SEEN_LAYERS_SEED, export
 
+    seen_layers_seed = SEEN_LAYERS_SEED if seen_layers_seed is None else seen_layers_seed
     final = export(checkpoint, out, parts, optional, layers, ensemble, half, progress=True, compass_from=compass_from,
                    seen_layers_races=seen_layers_races, seen_layers_seed=seen_layers_seed)
     exported = json.loads((Path(out) / CONFIG).read_text())["exported_from"]
@@ -514,8 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the privileged gap and side keepers on, a head learns their bounds from its own features, "
                         "and the agent races through the head's bounds, reading only what its actor reads (24 races: "
                         "about 9 minutes on 2 cores for the committed agent; count them in the training time)")
-    x.add_argument("--seen-layers-seed", type=int, default=150_000,
-                   help="the seed of those races (keep it out of the seeds you evaluate on)")
+    x.add_argument("--seen-layers-seed", type=int, default=None,
+                   help="the seed of those races (default: gtvision.checkpoints.SEEN_LAYERS_SEED; keep it out of "
+                        "the seeds you evaluate on)")
     x.add_argument("--compass-from", default=None, metavar="AGENT",
                    help="with --set agent.recovery_side=compass: take the reflex's compass of another exported agent "
                         "of the same scenario instead of training one")
