@@ -6,7 +6,8 @@ or on any registered gymnasium id (the learner is generic), and writes a run dir
 ==================  ========================================================================================
 file                contents
 ==================  ========================================================================================
-``config.json``     the :class:`RunConfig` and the resolved preset (``gtvision.agent.presets.resolve``)
+``config.json``     the :class:`RunConfig`, the resolved preset (``gtvision.agent.presets.resolve``) and the
+                    ``machine`` it started on (:func:`machine`: a run's minutes are that machine's)
 ``metrics.jsonl``   one record per epoch, written as it ends (keys: ``gtvision.agent.loop``)
 ``tensorboard/``    the same scalars as TensorBoard event files (x axis: environment steps)
 ``eval.json``       returns of the deterministic policy at the end, when ``eval_episodes`` > 0
@@ -235,7 +236,7 @@ def train(config: RunConfig, out: str | os.PathLike, progress: bool = True, resu
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / checkpoints.CONFIG, json.dumps(
             {"run": dataclasses.asdict(config), "env_id": env_id, "num_envs": num_envs, "epochs": epochs,
-             "demo_seconds": demo_seconds, "preset": preset.to_dict()}, indent=2, default=str))
+             "demo_seconds": demo_seconds, "preset": preset.to_dict(), "machine": machine()}, indent=2, default=str))
     if config.init is not None and checkpoint is None and not distilling:
         _init_networks(config, trainer, out)
     if config.teacher is not None and preset.train.distill_rounds > 0 and checkpoint is None:
@@ -392,6 +393,23 @@ def _init_networks(config: RunConfig, trainer, out: Path):
 
 
 # ---------------------------------------------------------------------------- resuming
+
+def machine() -> dict:
+    """The machine a run starts on, as its ``config.json`` records it: the CPU's model and the vector instructions
+    torch uses on it (``AVX2``, ``AVX512``...), the cores, the torch version. Training minutes are the machine's: the
+    same epochs of make race's teacher, equal to the last digit, took about 3.5 times as long on an AMD EPYC with
+    AVX2 as on the machine of run MR1 (LOG.md, "make race on another CPU")."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
+            "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
 
 def _identity(config: RunConfig) -> dict:
     """The fields of ``config`` that define what a run trains (all but ``BUDGET_FIELDS``), as JSON."""

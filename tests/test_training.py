@@ -26,6 +26,9 @@ def test_a_run_writes_its_config_and_metrics_and_never_overwrites_a_run(tmp_path
     assert saved["run"]["env_id"] == "Pendulum-v1" and saved["preset"]["name"] == "smoke"
     # Pendulum has one Box observation: the actor and the critic see it (no local / global split)
     assert saved["preset"]["agent"]["actor_keys"] is None
+    # the machine it trained on (its minutes are that machine's): the CPU and the vector instructions torch uses there
+    assert saved["machine"]["cpu"] and saved["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert saved["machine"]["cores"] == os.cpu_count() and saved["machine"]["torch"] == torch.__version__
     metrics = read_metrics(out)
     assert len(metrics) == len(history) == saved["epochs"] == 8  # 512 steps / 64 per epoch
     assert metrics["charts/env_steps"].iloc[-1] == 512
