@@ -392,8 +392,6 @@ def _init_networks(config: RunConfig, trainer, out: Path):
     write_atomic(out / checkpoints.CONFIG, json.dumps(saved, indent=2, default=str))
 
 
-# ---------------------------------------------------------------------------- resuming
-
 def machine() -> dict:
     """The machine a run starts on, as its ``config.json`` records it: the CPU's model and the vector instructions
     torch uses on it (``AVX2``, ``AVX512``...), the cores, the torch version. Training minutes are the machine's: the
@@ -410,6 +408,8 @@ def machine() -> dict:
     return {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
+
+# ---------------------------------------------------------------------------- resuming
 
 def _identity(config: RunConfig) -> dict:
     """The fields of ``config`` that define what a run trains (all but ``BUDGET_FIELDS``), as JSON."""
