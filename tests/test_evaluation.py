@@ -302,7 +302,7 @@ def test_the_committed_vision_agents_actor_reads_only_the_image_and_proprio():
     envs.close()
 
 
-def test_the_committed_gap_keeper_and_shielded_agents_keep_their_layers_and_race_with_them():
+def test_the_committed_gap_keeper_and_shielded_agents_keep_their_layers_and_the_shielded_one_races():
     """papermill_runs/agents/tokyo_gt_sophy_gap_keeper (run SH1's epoch 400: the GT Sophy baseline fine-tuned with the
     gap keeper in training) keeps the layer on; tokyo_gt_sophy_shielded (the same networks exported with the side
     keeper on and a stricter gap keeper, `gtvision export --set`) holds both layers, and a one-lap race from the back
