@@ -4,7 +4,7 @@
 #                (DISTILL_ROUNDS DAgger rounds), pick the best round from DISTILL_FROM_ROUND by IV-D's rule, then race
 #                that agent from the back of a 20-car grid against the built-in AI -> runs/agent_<scenario>_<time>/
 #                (its parts, measured beside other runs in runs MR1 and MS1, add up to about 87 min on the machine
-#                of 2026-12-01; its parts 2.2 to 3.6 times that on an AMD EPYC with AVX2: README "Quick start"); TEACHER=DIR
+#                of 2026-12-01; 249 min on an AMD EPYC with AVX2, run MR3: README "Quick start"); TEACHER=DIR
 #                skips the first two steps (TEACHER=papermill_runs/agents/tokyo_gt_sophy DISTILL_DIVERGENCE=forward:
 #                run V21's recipe, the vision agent committed until the twenty-eighth session)
 #   make biai-race  a 4-lap, 20-car race of the built-in AI alone -> runs/race_<scenario>.mp4
