@@ -6,7 +6,8 @@ the earliest-braking member touch less?
 
 usage (from papermill_runs/): PEDAL=min python learning/diagnostics/ensemble_pedal.py CHECKPOINT EPISODES SEED OUT
 PEDAL: min (the default), mean (the package's rule: races as `gtvision evaluate`), or an integer k (the k-th lowest,
-0 = min). One thread; writes OUT/races.csv like `gtvision evaluate --out OUT` and prints its summary."""
+0 = min). MAX_S cuts the races short (a smoke run). One thread; writes OUT/eval_tokyo_<agent>_pedal_<PEDAL>.csv and
+.json as `gtvision evaluate --out OUT` writes its table and summary, and prints the summary."""
 import os, sys, json
 import torch
 torch.set_num_threads(1)
@@ -16,7 +17,6 @@ from gtvision.agent import ensemble
 ck, episodes, seed, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 rule = os.environ.get("PEDAL", "min")
 PEDAL = 1
-_mean_rule = ensemble.EnsembleActor.distribution
 
 
 def distribution(self, features):
@@ -32,7 +32,7 @@ def distribution(self, features):
 
 if rule != "mean":
     ensemble.EnsembleActor.distribution = distribution
-max_s = float(os.environ["MAX_S"]) if "MAX_S" in os.environ else None   # cut short (a smoke run)
+max_s = float(os.environ["MAX_S"]) if "MAX_S" in os.environ else None
 table = evaluation.evaluate(ck, "tokyo", episodes=episodes, seed=seed, progress=False, max_time_s=max_s)
 csv, _ = evaluation.write_results(table, out, evaluation.results_name(ck, "tokyo") + f"_pedal_{rule}", None)
 s = evaluation.summarize(table)
